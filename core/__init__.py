@@ -1,0 +1,1 @@
+"""threadwise core: the platform-free conversation service (asyncio only)."""

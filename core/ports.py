@@ -1,0 +1,129 @@
+"""The small ports the core talks through. Adapters and stores implement them."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from core.types import (
+    FileRef,
+    Media,
+    MessageStatus,
+    NewMessage,
+    StoredMessage,
+    ThreadKey,
+    Usage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLimits:
+    """How fast and how much an adapter may write; the streamer paces by these."""
+
+    max_chars: int  # one message's visible limit
+    min_edit_gap_s: float  # per message: the quickest two edits may follow
+    bucket: str  # name of the shared write budget (e.g. a workspace or a channel)
+    bucket_rate: float  # writes per second the bucket refills
+    bucket_burst: int  # writes the bucket may hold
+
+
+class ChatPort(Protocol):
+    """What the core needs from a platform. The core decides when; the adapter how."""
+
+    def limits(self, key: ThreadKey) -> WriteLimits: ...
+
+    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+        """Post a new message in the thread; return its platform id."""
+        ...
+
+    async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None: ...
+
+    async def finish(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        """Write the final text (closes a native stream where there is one)."""
+        ...
+
+    async def set_status(self, key: ThreadKey, status: str | None) -> None:
+        """Show or clear a waiting indicator (typing, assistant status)."""
+        ...
+
+    async def fetch_file(self, ref: FileRef, *, max_bytes: int) -> bytes:
+        """Download an attachment; raise FileRefused when it may or can not be read."""
+        ...
+
+
+class FileRefused(Exception):
+    """An attachment we will not use; the message is shown to the user."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class StaleLease(Exception):
+    """A write came from a holder whose lease was taken over."""
+
+
+class Lease(Protocol):
+    token: str
+
+    async def renew(self) -> None: ...
+
+    @property
+    def lost(self) -> bool: ...
+
+
+class Coordination(Protocol):
+    async def first_sighting(self, idem_key: str, ttl_s: int) -> bool:
+        """Atomically record the key; True only for the first caller within ttl."""
+        ...
+
+    def lease(self, name: str, ttl_s: float) -> AbstractAsyncContextManager[Lease]:
+        """Hold an exclusive, token-guarded, renewable lease; waits while another holds it."""
+        ...
+
+
+@runtime_checkable
+class HistoryStore(Protocol):
+    async def append(self, msg: NewMessage, *, lease_token: str | None = None) -> StoredMessage:
+        """Append; with a lease token, raise StaleLease if the thread's lease moved on."""
+        ...
+
+    async def update(
+        self,
+        message_id: int,
+        *,
+        text: str | None = None,
+        status: MessageStatus | None = None,
+        platform_id: str | None = None,
+    ) -> None: ...
+
+    async def load_thread(self, key: ThreadKey) -> list[StoredMessage]:
+        """All messages of one thread, oldest first (O(thread), not O(database))."""
+        ...
+
+    async def find(self, key: ThreadKey, platform_id: str) -> StoredMessage | None: ...
+
+    async def streaming_messages(self, key: ThreadKey) -> list[StoredMessage]:
+        """Replies left in 'streaming' state (a process died mid-reply)."""
+        ...
+
+    async def put_media(self, media: Media) -> None: ...
+
+    async def get_media(self, sha256: str) -> Media | None: ...
+
+    async def record_usage(
+        self, key: ThreadKey, user_id: str, model: str, usage: Usage, at: float
+    ) -> None: ...
+
+    async def usage_since(
+        self, *, since: float, channel: str | None = None, user_id: str | None = None
+    ) -> Usage: ...
+
+    async def close(self) -> None: ...
+
+
+class Store(HistoryStore, Coordination, Protocol):
+    """A backend that provides both history and coordination (SQLite, PostgreSQL)."""
+
