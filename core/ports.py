@@ -103,7 +103,21 @@ class HistoryStore(Protocol):
         """All messages of one thread, oldest first (O(thread), not O(database))."""
         ...
 
-    async def find(self, key: ThreadKey, platform_id: str) -> StoredMessage | None: ...
+    async def find(self, key: ThreadKey, platform_id: str) -> StoredMessage | None:
+        """The message of this thread posted as platform_id (any of its parts)."""
+        ...
+
+    async def locate(self, platform: str, channel: str, platform_id: str) -> StoredMessage | None:
+        """Find a message by platform id without knowing its thread (reply chains)."""
+        ...
+
+    async def add_platform_id(self, message_id: int, platform_id: str) -> None:
+        """Record another platform message (a continuation part) of a stored message."""
+        ...
+
+    async def reset_thread(self, key: ThreadKey) -> None:
+        """Start fresh: later loads of this thread ignore what came before."""
+        ...
 
     async def streaming_messages(self, key: ThreadKey) -> list[StoredMessage]:
         """Replies left in 'streaming' state (a process died mid-reply)."""
