@@ -1,3 +1,7 @@
-"""Shared fixtures: the emulators live in tests/fakes/ and are registered here."""
+"""Shared fixtures: the emulators live in tests/fakes/ and are registered here as plugins."""
 
-pytest_plugins: list[str] = []
+pytest_plugins = [
+    "tests.fakes.model_server",
+    "tests.fakes.slack_server",
+    "tests.fakes.discord_server",
+]

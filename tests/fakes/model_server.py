@@ -1,0 +1,1 @@
+"""Emulator (being written)."""
