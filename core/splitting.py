@@ -1,0 +1,103 @@
+"""Split a growing Markdown reply into platform-sized parts without breaking formatting.
+
+A part that ends inside a fenced code block gets the fence closed, and the next
+part reopens it with the same info string, so every part renders on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_FENCE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$")
+
+
+def open_fence(text: str) -> str | None:
+    """The opening line of a fenced block still open at the end of text, else None."""
+    opening: str | None = None
+    marker = ""
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if not m:
+            continue
+        fence, info = m.group(1), m.group(2)
+        if opening is None:
+            opening, marker = line.strip(), fence
+        elif fence[0] == marker[0] and len(fence) >= len(marker) and not info.strip():
+            opening, marker = None, ""
+    return opening
+
+
+def closing_for(opening: str) -> str:
+    m = _FENCE.match(opening)
+    return m.group(1) if m else "```"
+
+
+def balance(text: str) -> str:
+    """Text as it should be displayed mid-stream: an open fence is closed."""
+    opening = open_fence(text)
+    return f"{text}\n{closing_for(opening)}" if opening else text
+
+
+def _inline_code_open(chunk: str) -> int | None:
+    """Index of an unmatched single backtick on the chunk's last line, if any."""
+    start = chunk.rfind("\n") + 1
+    line = chunk[start:]
+    if line.lstrip().startswith(("```", "~~~")):
+        return None
+    ticks = [i for i, ch in enumerate(line) if ch == "`"]
+    return start + ticks[-1] if len(ticks) % 2 else None
+
+
+def _cut_index(body: str, limit: int, floor: int) -> int:
+    """Where to cut body so that body[:cut] fits limit: paragraph, line, word, else hard."""
+    window = body[:limit]
+    for sep in ("\n\n", "\n", " "):
+        idx = window.rfind(sep)
+        if idx > floor:
+            cut = idx + len(sep)
+            if opening := _inline_code_open(body[:cut]) if sep == " " else None:
+                if opening > floor:
+                    return opening
+            return cut
+    return limit
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    part: str  # finished, self-contained text of the part
+    rest: str  # what remains of the source text
+    carry: str  # prefix the next part starts with (a reopened fence), or ""
+
+
+def take_part(source: str, limit: int, carry: str = "") -> Cut:
+    """Cut one part of at most `limit` characters off carry + source."""
+    body = carry + source
+    opening = open_fence(body[:limit])
+    reserve = len(closing_for(opening)) + 1 if opening else 0
+    # Reserve room for a closing fence whenever a fence might be open at the cut.
+    reserve = max(reserve, 8 if "```" in body[:limit] or "~~~" in body[:limit] else 0)
+    floor = len(carry) + max(1, (limit - reserve) // 3)
+    cut = _cut_index(body, limit - reserve, floor)
+    part, rest = body[:cut], body[cut:]
+    opening = open_fence(part)
+    if opening:
+        part = part.rstrip("\n") + "\n" + closing_for(opening)
+        next_carry = opening + "\n"
+    else:
+        next_carry = ""
+    consumed = max(0, cut - len(carry))
+    return Cut(part=part.rstrip() or part, rest=source[consumed:] if rest else "", carry=next_carry)
+
+
+def split_all(text: str, limit: int) -> list[str]:
+    """Split a complete text into parts of at most `limit` characters."""
+    parts: list[str] = []
+    carry, rest = "", text
+    while len(carry) + len(rest) > limit:
+        cut = take_part(rest, limit, carry)
+        parts.append(cut.part)
+        carry, rest = cut.carry, cut.rest
+    if rest.strip() or not parts:
+        parts.append(carry + rest)
+    return parts

@@ -1,0 +1,195 @@
+"""ReplyStreamer: the core decides when a reply becomes visible; the port decides how.
+
+The token loop only calls push(), which never awaits. A single writer task per
+reply coalesces whatever arrived since the last write, waits for the message's
+minimum edit gap and the shared bucket, then performs exactly one platform write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.pacing import Clock, Sleep, WriteBudgets
+from core.ports import ChatPort
+from core.splitting import balance, take_part
+from core.types import ThreadKey
+
+log = logging.getLogger(__name__)
+
+MAX_WRITE_ATTEMPTS = 3
+
+
+@dataclass
+class _Part:
+    text: str = ""
+    frozen: bool = False  # no more text will be added
+    id: str | None = None
+    shown: str | None = None  # what the platform shows now
+    closed: bool = False  # finish() was written
+    last_write: float = float("-inf")
+
+
+Progress = Callable[[list[str], str], Awaitable[None]]
+
+
+class ReplyStreamer:
+    def __init__(
+        self,
+        port: ChatPort,
+        key: ThreadKey,
+        budgets: WriteBudgets,
+        *,
+        reply_to: str | None = None,
+        on_progress: Progress | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._port = port
+        self._key = key
+        self._budgets = budgets
+        self._limits = port.limits(key)
+        self._reply_to = reply_to
+        self._on_progress = on_progress
+        self._clock = clock
+        self._sleep = sleep
+        self._parts: list[_Part] = [_Part()]
+        self._source = ""  # text of the live part not yet cut off, without carry
+        self._carry = ""  # reopened fence the live part starts with
+        self._text: list[str] = []
+        self._dirty = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.writes = 0
+        self.first_visible_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything pushed so far."""
+        return "".join(self._text)
+
+    @property
+    def message_ids(self) -> list[str]:
+        return [p.id for p in self._parts if p.id is not None]
+
+    def push(self, delta: str) -> None:
+        """Add text; never blocks and never awaits a platform write."""
+        if not delta:
+            return
+        self._text.append(delta)
+        self._source += delta
+        limit = self._limits.max_chars
+        while len(self._carry) + len(self._source) > limit:
+            cut = take_part(self._source, limit, self._carry)
+            live = self._parts[-1]
+            live.text, live.frozen = cut.part, True
+            self._parts.append(_Part())
+            self._source, self._carry = cut.rest, cut.carry
+        self._parts[-1].text = self._carry + self._source
+        self._dirty.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"streamer:{self._key}")
+
+    async def finish(self) -> list[str]:
+        """Write everything that is left, close every part, return the message ids."""
+        self._closing = True
+        for part in self._parts:
+            part.frozen = True
+        if self._parts[-1].text.strip() == "" and len(self._parts) > 1:
+            self._parts.pop()
+        self._dirty.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"streamer:{self._key}")
+        await self._task
+        return self.message_ids
+
+    async def aclose(self) -> None:
+        """Stop writing at once (shutdown); nothing more is shown."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    # -- the writer task ---------------------------------------------------------
+
+    def _next(self) -> tuple[_Part, str] | None:
+        """The next write worth a platform call, oldest part first."""
+        for part in self._parts:
+            display = part.text if part.frozen else balance(part.text)
+            if part.id is None:
+                if display.strip():
+                    return part, "post"
+                if part.frozen and self._closing and part is self._parts[-1]:
+                    return None
+                continue
+            if part.frozen and not part.closed:
+                return part, "finish"
+            if not part.frozen and display != part.shown:
+                return part, "edit"
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            while (job := self._next()) is not None:
+                part, kind = job
+                await self._write(part, kind)
+            if self._closing and self._next() is None:
+                return
+
+    async def _write(self, part: _Part, kind: str) -> None:
+        wait = part.last_write + self._limits.min_edit_gap_s - self._clock()
+        if wait > 0 and not (kind == "finish" and part.shown == part.text):
+            await self._sleep(wait)
+        needs_budget = not (kind == "finish" and part.shown == part.text)
+        display = part.text
+        for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
+            try:
+                if needs_budget:
+                    await self._budgets.acquire(self._limits)
+                # Read the text only now: whatever arrived while we waited goes out too.
+                display = part.text if part.frozen else balance(part.text)
+                await self._call(part, kind, display)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a platform failure must not kill the reply
+                log.warning(
+                    "platform %s failed for %s (attempt %d/%d): %s",
+                    kind, self._key, attempt, MAX_WRITE_ATTEMPTS, exc,
+                )
+                if attempt == MAX_WRITE_ATTEMPTS:
+                    part.closed = part.closed or kind == "finish"
+                    part.shown = display
+                    return
+                await self._sleep(min(4.0, 0.5 * 2**attempt))
+        part.shown = display
+        part.last_write = self._clock()
+        if self.first_visible_at is None:
+            self.first_visible_at = part.last_write
+        if self._on_progress is not None:
+            await self._on_progress(self.message_ids, self.text)
+
+    async def _call(self, part: _Part, kind: str, display: str) -> None:
+        if kind == "post":
+            previous = [p.id for p in self._parts if p.id is not None]
+            reply_to = previous[-1] if previous else self._reply_to
+            part.id = await self._port.post(self._key, display, reply_to=reply_to)
+            self.writes += 1
+            if part.frozen:
+                part.shown = display
+                await self._port.finish(self._key, part.id, display)
+                part.closed = True
+        elif kind == "edit":
+            assert part.id is not None
+            await self._port.edit(self._key, part.id, display)
+            self.writes += 1
+        else:
+            assert part.id is not None
+            await self._port.finish(self._key, part.id, display)
+            if part.shown != display:
+                self.writes += 1
+            part.closed = True

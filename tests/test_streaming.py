@@ -1,0 +1,178 @@
+"""ReplyStreamer pacing, splitting and final writes, on a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from core.pacing import WriteBudgets
+from core.ports import FileRef, WriteLimits
+from core.splitting import split_all
+from core.streaming import ReplyStreamer
+from core.types import ThreadKey
+from tests.fakeclock import FakeClock
+
+KEY = ThreadKey("test", "space", "chan", "root")
+
+
+@dataclass
+class RecordingPort:
+    """A ChatPort that records writes with virtual timestamps."""
+
+    clock: FakeClock
+    max_chars: int = 2000
+    gap: float = 1.0
+    rate: float = 1.0
+    burst: int = 1
+    writes: list[tuple[float, str, str, str]] = field(default_factory=list)
+    messages: dict[str, str] = field(default_factory=dict)
+    fail_next: int = 0
+
+    def limits(self, key: ThreadKey) -> WriteLimits:
+        return WriteLimits(self.max_chars, self.gap, f"b:{key.channel}", self.rate, self.burst)
+
+    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("platform down")
+        mid = f"m{len(self.messages) + 1}"
+        self._record("post", mid, markdown)
+        return mid
+
+    async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        self._record("edit", message_id, markdown)
+
+    async def finish(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        if self.messages[message_id] != markdown:
+            self._record("finish", message_id, markdown)
+
+    async def set_status(self, key: ThreadKey, status: str | None) -> None:
+        return None
+
+    async def fetch_file(self, ref: FileRef, *, max_bytes: int) -> bytes:
+        raise NotImplementedError
+
+    def _record(self, kind: str, mid: str, text: str) -> None:
+        assert len(text) <= self.max_chars, f"{kind} of {len(text)} chars"
+        self.messages[mid] = text
+        self.writes.append((self.clock.now, kind, mid, text))
+
+
+def make(port: RecordingPort, clock: FakeClock, budgets: WriteBudgets | None = None) -> ReplyStreamer:
+    budgets = budgets or WriteBudgets(clock=clock, sleep=clock.sleep)
+    return ReplyStreamer(port, KEY, budgets, clock=clock, sleep=clock.sleep)
+
+
+async def feed(streamer: ReplyStreamer, clock: FakeClock, chunks: list[str], every: float) -> None:
+    for chunk in chunks:
+        streamer.push(chunk)
+        await clock.sleep(every)
+
+
+async def test_edits_are_coalesced_and_paced_by_the_minimum_gap() -> None:
+    clock = FakeClock()
+    port = RecordingPort(clock)
+    streamer = make(port, clock)
+    words = [f"w{i} " for i in range(200)]  # 200 tokens at 50 tokens/s = 4 s of model time
+    await feed(streamer, clock, words, 0.02)
+    await streamer.finish()
+    times = [t for t, *_ in port.writes]
+    assert len(port.writes) < 20, "one write per token would be ~200 writes"
+    assert all(b - a >= 0.999 for a, b in zip(times, times[1:], strict=False))
+    assert port.messages["m1"].split() == "".join(words).split()
+
+
+async def test_push_never_waits_for_the_platform() -> None:
+    clock = FakeClock()
+    port = RecordingPort(clock)
+    streamer = make(port, clock)
+    start = clock.now
+    for i in range(1000):
+        streamer.push(f"t{i} ")
+    assert clock.now == start, "push() must not sleep or await"
+    ids = await streamer.finish()
+    shown = " ".join(port.messages[m] for m in ids).split()
+    assert shown == [f"t{i}" for i in range(1000)]
+
+
+async def test_final_text_is_always_written_even_right_after_an_edit() -> None:
+    clock = FakeClock()
+    port = RecordingPort(clock)
+    streamer = make(port, clock)
+    streamer.push("Hello")
+    await clock.sleep(0)
+    await clock.sleep(0)
+    streamer.push(" world, and the end.")
+    await streamer.finish()
+    assert port.messages["m1"] == "Hello world, and the end."
+
+
+async def test_long_reply_is_split_without_breaking_code_blocks() -> None:
+    clock = FakeClock()
+    port = RecordingPort(clock, max_chars=500)
+    streamer = make(port, clock)
+    code = "\n".join(f"print({i})  # a line of code" for i in range(60))
+    text = "Here is the code:\n\n```python\n" + code + "\n```\n\nThat is all."
+    for i in range(0, len(text), 7):
+        streamer.push(text[i : i + 7])
+        await clock.sleep(0.01)
+    ids = await streamer.finish()
+    assert len(ids) >= 4
+    for mid in ids:
+        shown = port.messages[mid]
+        assert len(shown) <= 500
+        assert shown.count("```") % 2 == 0, shown
+    body = "".join(port.messages[m] for m in ids)
+    assert "".join(body.split()).replace("```python", "").replace("```", "") == "".join(
+        text.split()
+    ).replace("```python", "").replace("```", "")
+
+
+async def test_mid_stream_view_closes_an_open_fence() -> None:
+    clock = FakeClock()
+    port = RecordingPort(clock)
+    streamer = make(port, clock)
+    streamer.push("```python\nx = 1\n")
+    await clock.sleep(0)
+    await clock.sleep(0)
+    assert port.writes, "the first text is posted at once"
+    assert port.writes[0][3].count("```") == 2
+    await streamer.finish()
+
+
+async def test_concurrent_replies_share_one_bucket_fairly() -> None:
+    clock = FakeClock()
+    budgets = WriteBudgets(clock=clock, sleep=clock.sleep)
+    ports = [RecordingPort(clock, gap=0.0, rate=1.0, burst=1) for _ in range(3)]
+    streamers = [make(p, clock, budgets) for p in ports]
+    words = [f"w{i} " for i in range(300)]
+
+    async def one(s: ReplyStreamer) -> None:
+        await feed(s, clock, words, 0.02)
+        await s.finish()
+
+    await asyncio.gather(*(one(s) for s in streamers))
+    times = sorted(t for p in ports for t, *_ in p.writes)
+    # The bucket allows 1 write/s shared: no two writes of the bucket within 1 s.
+    assert all(b - a >= 0.999 for a, b in zip(times, times[1:], strict=False))
+    counts = [len(p.writes) for p in ports]
+    assert max(counts) - min(counts) <= 2, counts
+    for p in ports:
+        assert p.messages["m1"].split() == "".join(words).split()
+
+
+async def test_a_failed_write_is_retried() -> None:
+    clock = FakeClock()
+    port = RecordingPort(clock, fail_next=1)
+    streamer = make(port, clock)
+    streamer.push("still arrives")
+    await streamer.finish()
+    assert port.messages["m1"] == "still arrives"
+
+
+def test_split_all_keeps_every_part_under_the_limit() -> None:
+    text = ("word " * 900) + "\n```js\n" + ("let x = 1;\n" * 400) + "```\nend"
+    parts = split_all(text, 2000)
+    assert all(len(p) <= 2000 for p in parts)
+    assert all(p.count("```") % 2 == 0 for p in parts)
+    assert "".join("".join(parts).split()).count("letx=1;") == 400
