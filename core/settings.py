@@ -187,7 +187,3 @@ class Settings(BaseSettings):
         if not self.database_url.startswith("sqlite:///"):
             return None
         return self.database_url[len("sqlite:///"):] or "threadwise.db"
-
-
-class ConfigError(Exception):
-    """A bad or missing setting, phrased for a one-line message naming the variable."""

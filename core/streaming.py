@@ -171,7 +171,10 @@ class ReplyStreamer:
         if self.first_visible_at is None:
             self.first_visible_at = part.last_write
         if self._on_progress is not None:
-            await self._on_progress(self.message_ids, self.text)
+            try:
+                await self._on_progress(self.message_ids, self.text)
+            except Exception as exc:  # bookkeeping must never stop the visible reply
+                log.warning("progress callback failed for %s: %s", self._key, exc)
 
     async def _call(self, part: _Part, kind: str, display: str) -> None:
         if kind == "post":

@@ -1,0 +1,127 @@
+"""The `threadwise` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bots.config import ConfigError, load_settings, require
+from bots.logging_setup import configure_logging
+from core.settings import Settings
+
+log = logging.getLogger("threadwise")
+
+DESCRIPTION = """\
+threadwise: an LLM assistant for Slack and Discord threads, over any
+OpenAI-compatible API (GMI Cloud, OpenAI, or a local server).
+
+Configuration comes from environment variables or a .env file in the current
+directory; see the README for the full table. Start with `threadwise check`.
+"""
+
+EPILOG = """\
+examples:
+  threadwise chat                        talk to the configured model in this terminal
+  threadwise check                       validate settings and reach every configured service
+  threadwise manifest slack              print a Slack app manifest to paste
+  threadwise slack                       run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set)
+  threadwise discord --invite-url        print the URL that adds the bot to a server
+  threadwise discord                     run the Discord bot
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threadwise", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("slack", help="run the Slack bot (Socket Mode or HTTP mode on PORT)")
+    discord = sub.add_parser("discord", help="run the Discord bot")
+    discord.add_argument("--invite-url", action="store_true",
+                         help="print the bot's invite URL (minimal permissions) and exit")
+    chat = sub.add_parser("chat", help="a terminal conversation with the configured model")
+    chat.add_argument("--session", default="default",
+                      help="conversation name; history is kept per session (default: default)")
+    summarize = sub.add_parser("summarize", help="summarize a Slack or Discord thread link")
+    summarize.add_argument("link", help="a Slack permalink or a Discord message/thread link")
+    summarize.add_argument("--post", action="store_true", help="also post it in the thread")
+    sub.add_parser("check", help="validate the configuration and reach each configured service")
+    manifest = sub.add_parser("manifest", help="print a platform app manifest")
+    manifest.add_argument("platform", choices=["slack"])
+    return parser
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    values = [settings.model_api_key, settings.slack_bot_token, settings.slack_app_token,
+              settings.slack_signing_secret, settings.discord_token]
+    found = [v.get_secret_value() for v in values if v is not None]
+    if "@" in settings.database_url and "://" in settings.database_url:
+        userinfo = settings.database_url.split("://", 1)[1].split("@", 1)[0]
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+    return found
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    command = args.command
+    if command == "chat":
+        from adapters.console import run_console
+        from bots.compose import open_core
+
+        async with open_core(settings) as core:
+            await run_console(core.service, session=args.session)
+        return 0
+    if command == "check":
+        from bots.check import run_checks
+
+        return await run_checks(settings)
+    if command == "slack":
+        from bots.slack_bot import run_slack
+
+        await run_slack(settings)
+        return 0
+    if command == "discord":
+        from bots.discord_bot import run_discord
+
+        await run_discord(settings)
+        return 0
+    if command == "summarize":
+        print("threadwise summarize is not available yet in this version.", file=sys.stderr)
+        return 2
+    raise AssertionError(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "manifest":
+        from bots.slack_bot import slack_manifest
+
+        print(slack_manifest())
+        return 0
+    try:
+        settings = load_settings()
+        if args.command == "discord" and args.invite_url:
+            from bots.discord_bot import invite_url_for
+
+            print(asyncio.run(invite_url_for(settings)))
+            return 0
+        require(settings, args.command)
+    except ConfigError as exc:
+        print(f"threadwise: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, secrets_of(settings))
+    try:
+        return asyncio.run(_run(args, settings))
+    except ConfigError as exc:
+        print(f"threadwise: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Loading settings for the command line: one clear line per problem, never a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from core.settings import Settings
+
+# Which variables each command cannot run without, and how to fix each.
+_FIXES = {
+    "MODEL_API_KEY": "set MODEL_API_KEY (or GMI_API_KEY / OPENAI_API_KEY) to your provider's key",
+    "SLACK_BOT_TOKEN": "set SLACK_BOT_TOKEN to the app's Bot User OAuth Token (xoxb-…)",
+    "SLACK_SIGNING_SECRET": (
+        "set SLACK_SIGNING_SECRET (Basic Information → Signing Secret) for HTTP mode, "
+        "or SLACK_APP_TOKEN (xapp-…) for Socket Mode"
+    ),
+    "DISCORD_TOKEN": "set DISCORD_TOKEN to the bot token from the Developer Portal (Bot → Token)",
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as one line naming the variable."""
+
+
+def _alias(loc: tuple[Any, ...]) -> str:
+    name = str(loc[0]) if loc else "setting"
+    field = Settings.model_fields.get(name)
+    if field is not None and isinstance(field.alias, str):
+        return field.alias
+    if field is not None and field.validation_alias is not None:
+        return "MODEL_API_KEY"
+    return name.upper()
+
+
+def describe(exc: ValidationError) -> str:
+    """'MODEL_API: Input should be 'chat' or 'responses'' — the input itself is never echoed."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{_alias(tuple(err.get('loc', ())))}: {message}")
+    return "; ".join(problems)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {describe(exc)}") from None
+    except Exception as exc:  # e.g. an unreadable .env file
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def _is_local(url: str) -> bool:
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
+def require(settings: Settings, command: str) -> None:
+    """Fail early, with the fix, when a command's required variables are missing."""
+    missing: list[str] = []
+    if command in ("chat", "slack", "discord", "summarize") and settings.model_api_key is None:
+        if not _is_local(settings.model_base_url):
+            missing.append("MODEL_API_KEY")
+    if command == "slack":
+        if settings.slack_bot_token is None:
+            missing.append("SLACK_BOT_TOKEN")
+        if settings.slack_app_token is None and settings.slack_signing_secret is None:
+            missing.append("SLACK_SIGNING_SECRET")
+    if command == "discord" and settings.discord_token is None:
+        missing.append("DISCORD_TOKEN")
+    if missing:
+        first = missing[0]
+        more = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+        raise ConfigError(f"{first} is not set: {_FIXES[first]}{more}")
