@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fakes.model_server",
     "tests.fakes.slack_server",
     "tests.fakes.discord_server",
+    "tests.fakes.chat_port",
 ]

@@ -1,0 +1,113 @@
+"""The command line as an operator uses it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from tests.fakes.model_server import FakeModelServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MODEL_", "SLACK_", "DISCORD_", "GMI_", "OPENAI_", "DATABASE_"))}
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "PYTHONPATH": str(ROOT)})
+    env.update(extra)
+    return env
+
+
+async def run(args: list[str], env: dict[str, str], stdin: bytes | None = None,
+              cwd: Path | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", *args, env=env, cwd=cwd or ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_help_lists_every_command(tmp_path: Path) -> None:
+    code, out, _ = await run(["--help"], clean_env(tmp_path))
+    assert code == 0
+    for command in ("slack", "discord", "chat", "summarize", "check", "manifest"):
+        assert command in out
+
+
+async def test_invalid_setting_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
+    code, out, err = await run(["chat"], clean_env(tmp_path, MODEL_API="soap",
+                                                   MODEL_API_KEY="sk-secretvalue123456"))
+    assert code == 2
+    assert err.count("\n") == 1 and "MODEL_API" in err and "Traceback" not in err
+    assert "sk-secretvalue123456" not in err + out
+
+
+async def test_bad_json_in_extra_body_is_named(tmp_path: Path) -> None:
+    code, _, err = await run(["check"], clean_env(tmp_path, MODEL_EXTRA_BODY="{top_k: 40"))
+    assert code == 2 and "MODEL_EXTRA_BODY" in err and "JSON" in err
+
+
+async def test_missing_key_exits_2_and_says_how_to_fix(tmp_path: Path) -> None:
+    code, _, err = await run(["chat"], clean_env(tmp_path))
+    assert code == 2
+    assert "MODEL_API_KEY" in err and "GMI_API_KEY" in err
+
+
+async def test_slack_without_tokens_exits_2(tmp_path: Path) -> None:
+    code, _, err = await run(["slack"], clean_env(tmp_path, MODEL_API_KEY="k"))
+    assert code == 2 and "SLACK_BOT_TOKEN" in err
+
+
+async def test_check_reaches_the_model(model_server: FakeModelServer, tmp_path: Path) -> None:
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k")
+    code, out, _ = await run(["check"], env)
+    assert code == 0, out
+    assert "[ok  ] model" in out and "[ok  ] database" in out
+    assert model_server.requests, "check sent one tiny request"
+
+
+async def test_check_reports_a_failing_model(model_server: FakeModelServer, tmp_path: Path) -> None:
+    model_server.fail(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error",
+                                      "code": "invalid_api_key"}})
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k",
+                    MODEL_MAX_RETRIES="0")
+    code, out, _ = await run(["check"], env)
+    assert code == 1
+    assert "[FAIL] model" in out and "Invalid API key" in out
+
+
+async def test_chat_holds_a_streamed_multi_turn_conversation(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.reply("Hello Ada, nice to meet you.", tokens_per_s=100)
+    model_server.reply("Your name is Ada.")
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k",
+                    USER="ada")
+    code, out, err = await run(["chat"], env, stdin=b"I am Ada\nwho am I?\n/quit\n")
+    assert code == 0, err
+    assert "Hello Ada, nice to meet you." in out and "Your name is Ada." in out
+    second = str(model_server.requests[-1].body)
+    assert "I am Ada" in second and "Hello Ada, nice to meet you." in second
+
+
+async def test_chat_attaches_an_image_and_resets(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    picture = tmp_path / "pic.png"
+    Image.new("RGB", (3000, 1000), "blue").save(picture)
+    model_server.reply("A blue banner.")
+    model_server.reply("Fresh start.")
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k")
+    script = f"/image {picture}\nwhat is it?\n/reset\nhello\n/quit\n".encode()
+    code, out, err = await run(["chat"], env, stdin=script)
+    assert code == 0, err
+    assert "attached pic.png" in out and "A blue banner." in out and "history cleared" in out
+    assert "data:image/" in str(model_server.requests[0].body)
+    assert "what is it?" not in str(model_server.requests[1].body)
