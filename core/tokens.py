@@ -142,12 +142,16 @@ def encoding_for_model(model: str) -> tiktoken.Encoding:
 
 
 class Tokenizer:
-    """Counts prompt tokens for one encoding. Create once (see `tokenizer_for_model`)."""
+    """Counts prompt tokens for one model's encoding. Create once and pass it around.
+
+    `Tokenizer()` uses o200k_base; `Tokenizer("openai/gpt-5.4-mini")` picks the
+    model's encoding. Building one is cheap after the first (vocabularies are cached).
+    """
 
     __slots__ = ("_encoding",)
 
-    def __init__(self, encoding: tiktoken.Encoding) -> None:
-        self._encoding = encoding
+    def __init__(self, model: str = "", *, encoding: tiktoken.Encoding | None = None) -> None:
+        self._encoding = encoding if encoding is not None else encoding_for_model(model)
 
     @property
     def encoding_name(self) -> str:
@@ -199,4 +203,4 @@ class Tokenizer:
 @lru_cache(maxsize=8)
 def tokenizer_for_model(model: str) -> Tokenizer:
     """The shared Tokenizer for a model id (built once; building takes ~1 s)."""
-    return Tokenizer(encoding_for_model(model))
+    return Tokenizer(model)
