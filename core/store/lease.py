@@ -1,0 +1,133 @@
+"""Token-guarded leases shared by the SQLite and PostgreSQL stores.
+
+A backend supplies three atomic row operations (take, renew, release — each
+matching on the holder's random token); this module adds waiting, the `Lease`
+handle the core sees, and background renewal while the lease is held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+# Waiters poll the shared table (other processes cannot wake us); local
+# releases wake them at once through LeaseWaiters.
+MIN_POLL_S = 0.02
+MAX_POLL_S = 0.1
+
+
+class LeaseRows(Protocol):
+    """The atomic operations a backend performs on its leases table."""
+
+    async def try_acquire_lease(self, name: str, token: str, ttl_s: float) -> bool:
+        """Take the lease if it is free or expired; True when `token` now holds it."""
+        ...
+
+    async def renew_lease(self, name: str, token: str, ttl_s: float) -> bool:
+        """Push the expiry out by ttl_s; False when `token` no longer holds the lease."""
+        ...
+
+    async def release_lease(self, name: str, token: str) -> bool:
+        """Free the lease only if `token` holds it; True when a row was deleted."""
+        ...
+
+
+class LeaseWaiters:
+    """Wakes tasks of this process that wait for a lease when one is released here."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self.generation = 0  # bumped on every local release; waiters compare it
+
+    async def wait(self, seen_generation: int, timeout_s: float) -> None:
+        async with self._changed:
+            if self.generation != seen_generation:
+                return
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+    async def released(self) -> None:
+        async with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+
+
+class HeldLease:
+    """The `core.ports.Lease` a holder gets: its token, renew(), and whether it was lost."""
+
+    def __init__(self, rows: LeaseRows, name: str, token: str, ttl_s: float) -> None:
+        self.name = name
+        self.token = token
+        self.ttl_s = ttl_s
+        self._rows = rows
+        self._lost = False
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    async def renew(self) -> None:
+        if self._lost:
+            return
+        if not await self._rows.renew_lease(self.name, self.token, self.ttl_s):
+            self._lost = True
+            log.warning("lease %s was taken over by another holder", self.name)
+
+
+@asynccontextmanager
+async def hold_lease(
+    rows: LeaseRows,
+    waiters: LeaseWaiters,
+    name: str,
+    ttl_s: float,
+    *,
+    auto_renew: bool = True,
+) -> AsyncIterator[HeldLease]:
+    """Wait for the lease, hold it (renewing every ttl/3), release it on exit."""
+    if ttl_s <= 0:
+        raise ValueError("lease ttl_s must be positive")
+    token = secrets.token_hex(16)
+    delay = MIN_POLL_S
+    while True:
+        seen = waiters.generation
+        if await rows.try_acquire_lease(name, token, ttl_s):
+            break
+        await waiters.wait(seen, delay)
+        delay = min(delay * 1.5, MAX_POLL_S)
+
+    lease = HeldLease(rows, name, token, ttl_s)
+    renewer = asyncio.create_task(_keep_renewed(lease)) if auto_renew else None
+    try:
+        yield lease
+    finally:
+        if renewer is not None:
+            renewer.cancel()
+        # Shielded: a cancelled turn must still free its thread for the next one.
+        await asyncio.shield(_release(rows, waiters, name, token))
+        if renewer is not None:
+            await asyncio.wait([renewer])
+
+
+async def _keep_renewed(lease: HeldLease) -> None:
+    """Renew every ttl/3 so a long reply keeps its lease; stops once the lease is lost."""
+    while not lease.lost:
+        await asyncio.sleep(lease.ttl_s / 3)
+        try:
+            await lease.renew()
+        except Exception:  # a busy database now and then must not end the turn
+            log.warning("could not renew lease %s; will retry", lease.name, exc_info=True)
+
+
+async def _release(rows: LeaseRows, waiters: LeaseWaiters, name: str, token: str) -> None:
+    try:
+        await rows.release_lease(name, token)
+    except Exception:  # the row expires by itself; do not hide the turn's own outcome
+        log.warning("could not release lease %s; it will expire", name, exc_info=True)
+    finally:
+        await waiters.released()
