@@ -1,0 +1,213 @@
+"""SlackBot: the running Slack adapter (Bolt app, Web API client, port, HTTP surface).
+
+Socket Mode when SLACK_APP_TOKEN is set, HTTP mode (signed POST /slack/events)
+otherwise; /healthz and /metrics are served on PORT in both modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.events import BotIdentity, Service, SlackEventHandler, TaskKeeper
+from adapters.slack.files import FileHostPolicy, SlackFileFetcher
+from adapters.slack.http import HttpSurface
+from adapters.slack.metrics import SlackMetrics
+from adapters.slack.port import SlackChatPort
+from adapters.slack.rate import SlackRateGate
+from adapters.slack.users import DisplayNames
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SUGGESTED_PROMPTS = [
+    {"title": "Summarize a discussion", "message": "Summarize the key points of this text:"},
+    {"title": "Explain a screenshot", "message": "What does this screenshot show?"},
+    {"title": "Draft a reply", "message": "Help me write a friendly, clear reply to:"},
+]
+
+
+class SlackStartupError(Exception):
+    """Slack rejected the configuration at start-up (one line, no secrets)."""
+
+
+def web_client(settings: Settings, metrics: SlackMetrics | None = None) -> AsyncWebClient:
+    if settings.slack_bot_token is None:
+        raise SlackStartupError("SLACK_BOT_TOKEN is not set")
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url,
+        timeout=30,
+    )
+    # 429s wait for Retry-After; 5xx and dropped connections are retried too.
+    handlers = metrics.retry_handlers() if metrics is not None else []
+    client.retry_handlers.extend([*handlers, AsyncServerErrorRetryHandler(max_retry_count=2)])
+    return client
+
+
+class SlackBot:
+    def __init__(
+        self, settings: Settings, service: Service, *, registry: CollectorRegistry | None = None,
+        host: str = "0.0.0.0", port: int | None = None, speed: float = 1.0,
+        stream_idle_s: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.registry = registry or CollectorRegistry()
+        self.metrics = SlackMetrics(self.registry)
+        self.client = web_client(settings, self.metrics)
+        self.socket_mode = settings.slack_app_token is not None
+        if not self.socket_mode and settings.slack_signing_secret is None:
+            raise SlackStartupError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN)")
+        self.host = host
+        self.listen_port = settings.port if port is None else port
+        self.gate = SlackRateGate(speed)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        assert settings.slack_bot_token is not None
+        fetcher = SlackFileFetcher(
+            settings.slack_bot_token.get_secret_value(),
+            FileHostPolicy(settings.slack_file_hosts), self.http,
+        )
+        self.port = SlackChatPort(
+            self.client, fetcher, gate=self.gate, speed=speed, stream_idle_s=stream_idle_s
+        )
+        self.tasks = TaskKeeper()
+        self.metrics.track_in_flight(lambda: len(self.tasks))
+        self.handler: SlackEventHandler | None = None
+        self.bolt: AsyncApp | None = None
+        self.surface: HttpSurface | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def url(self) -> str:
+        assert self.surface is not None
+        return f"http://127.0.0.1:{self.surface.port}"
+
+    async def start(self) -> None:
+        """Verify the token, then listen; /healthz turns 200 once events can arrive."""
+        self.surface = HttpSurface(
+            bolt=None, registry=self.registry, metrics=self.metrics, ready=lambda: self._ready
+        )
+        me = await self._whoami()
+        names = DisplayNames(self.client, self.gate, team=me.team_id)
+        self.handler = SlackEventHandler(
+            service=self.service, port=self.port, names=names, me=me,
+            allowed_channels=self.settings.slack_allowed_channels,
+            follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
+        )
+        self.bolt = self._bolt_app()
+        if not self.socket_mode:
+            self.surface = HttpSurface(
+                bolt=self.bolt, registry=self.registry, metrics=self.metrics,
+                ready=lambda: self._ready,
+            )
+        await self.surface.start(self.host, self.listen_port)
+        if self.socket_mode:
+            assert self.settings.slack_app_token is not None
+            self._socket = AsyncSocketModeHandler(
+                self.bolt, self.settings.slack_app_token.get_secret_value(), web_client=self.client
+            )
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        self._ready = True
+        mode = "Socket Mode" if self.socket_mode else f"HTTP mode on port {self.surface.port}"
+        log.info("Slack bot ready as %s in team %s (%s)", me.user_id, me.team_id, mode)
+
+    async def _whoami(self) -> BotIdentity:
+        try:
+            resp = await self.client.auth_test()
+        except SlackApiError as exc:
+            raise SlackStartupError(
+                f"Slack rejected SLACK_BOT_TOKEN: {exc.response.get('error')}"
+            ) from None
+        return BotIdentity(
+            user_id=str(resp.get("user_id")), bot_id=str(resp.get("bot_id") or ""),
+            team_id=str(resp.get("team_id")),
+        )
+
+    def _bolt_app(self) -> AsyncApp:
+        secret = self.settings.slack_signing_secret
+        app = AsyncApp(
+            client=self.client,
+            signing_secret=secret.get_secret_value() if secret is not None else None,
+            request_verification_enabled=not self.socket_mode,
+            # Our listeners only schedule work, so running them before the 200 is cheap
+            # and keeps "accepted" meaning "scheduled".
+            process_before_response=True,
+            logger=logging.getLogger("threadwise.slack.bolt"),
+        )
+        handler = self.handler
+        assert handler is not None
+        metrics = self.metrics
+
+        @app.event("app_mention")
+        async def on_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+            decision = handler.on_event(event, "app_mention", body.get("team_id"))
+            metrics.events.labels("app_mention", decision.action).inc()
+
+        @app.event("message")
+        async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+            decision = handler.on_event(event, "message", body.get("team_id"))
+            metrics.events.labels("message", decision.action).inc()
+
+        @app.event("assistant_thread_started")
+        async def on_thread_started(event: dict[str, Any]) -> None:
+            thread = event.get("assistant_thread") or {}
+            channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
+            metrics.events.labels("assistant_thread_started", "answer").inc()
+            if channel and thread_ts:
+                self.tasks.spawn(self._suggest(str(channel), str(thread_ts)), "slack-prompts")
+
+        @app.event("assistant_thread_context_changed")
+        async def on_context_changed(event: dict[str, Any]) -> None:
+            metrics.events.labels("assistant_thread_context_changed", "ignore").inc()
+
+        @app.event("app_home_opened")
+        async def on_home(event: dict[str, Any]) -> None:
+            # Suggested prompts belong to an assistant thread, which Slack announces with
+            # assistant_thread_started; the Messages tab itself has no thread to attach to.
+            metrics.events.labels("app_home_opened", "ignore").inc()
+            log.debug("app_home_opened (%s tab)", event.get("tab"))
+
+        return app
+
+    async def _suggest(self, channel: str, thread_ts: str) -> None:
+        try:
+            await self.gate.acquire("assistant.threads.setSuggestedPrompts", "")
+            await self.client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel, thread_ts=thread_ts, title="Try asking",
+                prompts=SUGGESTED_PROMPTS,
+            )
+        except SlackApiError as exc:
+            log.debug("suggested prompts unavailable: %s", exc.response.get("error"))
+
+    async def idle(self) -> None:
+        """Wait until every scheduled turn has finished (tests, graceful shutdown)."""
+        await self.tasks.drain()
+
+    async def aclose(self, *, grace_s: float = 0.0) -> None:
+        self._ready = False
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        if self.surface is not None:
+            await self.surface.stop()
+        if grace_s > 0 and len(self.tasks):
+            try:
+                await asyncio.wait_for(self.tasks.drain(), grace_s)
+            except TimeoutError:
+                log.warning("stopping with %d turn(s) still running", len(self.tasks))
+        await self.tasks.aclose()
+        await self.port.aclose()
+        await self.http.aclose()

@@ -1,0 +1,177 @@
+"""From Slack events to core Inbound messages: which events to answer, and how.
+
+Listeners only decide and schedule (Slack wants an answer within 3 s, retries
+included); the turn itself runs in a tracked task. Slack fires both `message` and
+`app_mention` for one post and retries deliveries; the core dedupes on the message
+identity (team, channel, ts), and a small local memory avoids starting a second task
+for a delivery we are already working on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from adapters.slack.markup import mentions, to_markdown
+from adapters.slack.port import SlackChatPort
+from adapters.slack.users import DisplayNames
+from core.ports import ChatPort
+from core.types import FileRef, Inbound, ThreadKey
+
+log = logging.getLogger(__name__)
+
+Event = Mapping[str, Any]
+ANSWERED_SUBTYPES = {None, "file_share"}
+
+
+class Service(Protocol):
+    async def handle(self, inbound: Inbound, port: ChatPort) -> object: ...
+
+    async def knows_thread(self, key: ThreadKey) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BotIdentity:
+    user_id: str
+    bot_id: str
+    team_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with an event: nothing, answer, or answer if the bot is in the thread."""
+
+    action: Literal["ignore", "answer", "follow"]
+    why: str = ""
+
+
+def classify(
+    event: Event, *, kind: str, me: BotIdentity, allowed_channels: tuple[str, ...],
+    follow_threads: bool,
+) -> Decision:
+    if event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile"):
+        return Decision("ignore", "a bot wrote it")
+    if event.get("user") in (None, me.user_id):
+        return Decision("ignore", "no human author")
+    if event.get("subtype") not in ANSWERED_SUBTYPES:
+        return Decision("ignore", f"subtype {event.get('subtype')}")
+    channel = str(event.get("channel") or "")
+    if allowed_channels and channel not in allowed_channels:
+        return Decision("ignore", "channel not allowed")
+    if kind == "app_mention":
+        return Decision("answer")
+    if event.get("channel_type") == "im":
+        return Decision("answer")
+    if mentions(str(event.get("text") or ""), me.user_id):
+        return Decision("ignore", "app_mention answers it")
+    thread_ts = event.get("thread_ts")
+    if follow_threads and thread_ts and thread_ts != event.get("ts"):
+        return Decision("follow")
+    return Decision("ignore", "not addressed to the bot")
+
+
+def thread_key(event: Event, team_id: str) -> ThreadKey:
+    root = str(event.get("thread_ts") or event["ts"])
+    return ThreadKey("slack", team_id, str(event["channel"]), root)
+
+
+def file_refs(event: Event) -> tuple[FileRef, ...]:
+    refs = []
+    for f in event.get("files") or ():
+        url = f.get("url_private_download") or f.get("url_private")
+        if not url or f.get("mode") in ("tombstone", "external"):
+            continue
+        size = f.get("size")
+        refs.append(FileRef(
+            id=str(f.get("id")), name=str(f.get("name") or f.get("title") or "file"),
+            url=str(url), declared_size=int(size) if isinstance(size, int) else None,
+            declared_type=f.get("mimetype"),
+        ))
+    return tuple(refs)
+
+
+class TaskKeeper:
+    """Holds references to running turns (asyncio keeps only weak ones)."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class SlackEventHandler:
+    def __init__(
+        self, *, service: Service, port: SlackChatPort, names: DisplayNames,
+        me: BotIdentity, allowed_channels: tuple[str, ...], follow_threads: bool,
+        tasks: TaskKeeper, recent: int = 5000,
+    ) -> None:
+        self.service = service
+        self.port = port
+        self.names = names
+        self.me = me
+        self.allowed_channels = allowed_channels
+        self.follow_threads = follow_threads
+        self.tasks = tasks
+        self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._recent_max = recent
+
+    def on_event(self, event: Event, kind: str, team_id: str | None = None) -> Decision:
+        """Decide at once and schedule the work; returns the decision (for logs/tests)."""
+        decision = classify(
+            event, kind=kind, me=self.me, allowed_channels=self.allowed_channels,
+            follow_threads=self.follow_threads,
+        )
+        if decision.action == "ignore":
+            log.debug("ignoring %s event: %s", kind, decision.why)
+            return decision
+        team = team_id or self.me.team_id
+        identity = (team, str(event["channel"]), str(event["ts"]))
+        if identity in self._recent:
+            log.info("duplicate delivery of %s ignored", identity[2])
+            return Decision("ignore", "duplicate delivery")
+        self._recent[identity] = None
+        while len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
+        self.tasks.spawn(self._answer(event, team, decision), name=f"slack-turn:{identity[2]}")
+        return decision
+
+    async def _answer(self, event: Event, team: str, decision: Decision) -> None:
+        key = thread_key(event, team)
+        try:
+            if decision.action == "follow" and not await self.service.knows_thread(key):
+                return
+            user = str(event["user"])
+            text = await to_markdown(
+                str(event.get("text") or ""), bot_user_id=self.me.user_id, resolve=self.names.name
+            )
+            inbound = Inbound(
+                key=key, message_id=str(event["ts"]), author_id=user,
+                author_name=await self.names.name(user), text=text, files=file_refs(event),
+                addressed=True,
+            )
+            recipient_team = str(event.get("user_team") or event.get("team") or team)
+            self.port.remember_requester(key, user, recipient_team)
+            await self.service.handle(inbound, self.port)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the service never raises; this guards our own plumbing
+            log.exception("could not hand a Slack event to the service")

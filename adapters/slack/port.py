@@ -1,0 +1,276 @@
+"""SlackChatPort: how a reply reaches Slack. The core's ReplyStreamer decides when.
+
+A reply message is a native stream (chat.startStream/appendStream/stopStream through
+slack_sdk's AsyncChatStream) whenever Slack lets us; the core hands us the full text
+so far and we append only the new suffix. Whenever a stream cannot continue (refused,
+expired after ~5 minutes, out of Tier 2 budget, or the text was rewritten rather than
+extended) the same message continues with chat.update and `markdown_text`.
+
+Why max_chars = 3,900: `markdown_text` accepts 12,000 characters, but Slack rejects
+`text` above ~4,000 (msg_too_long) and collapses long messages behind "Show more";
+parts of at most one screen read better in a thread, and keeping under the `text`
+limit means any fallback path can carry the same part unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.web.async_chat_stream import AsyncChatStream
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.files import SlackFileFetcher
+from adapters.slack.markup import neutralise
+from adapters.slack.rate import SlackRateGate
+from core.ports import WriteLimits
+from core.splitting import closing_for, open_fence
+from core.types import FileRef, ThreadKey
+
+log = logging.getLogger(__name__)
+
+MAX_CHARS = 3_900
+# Errors meaning this workspace/app will not stream at all (not worth retrying).
+STREAM_REFUSED = {
+    "unknown_method", "not_allowed", "not_allowed_token_type", "missing_scope",
+    "feature_not_enabled", "method_deprecated", "team_not_allowed",
+}
+STATUS_UNAVAILABLE = STREAM_REFUSED | {"invalid_thread", "channel_type_not_supported"}
+
+
+@dataclass
+class _Reply:
+    """One bot message we are still writing."""
+
+    key: ThreadKey
+    ts: str
+    shown: str  # what Slack shows now (appended stream text or last update)
+    stream: AsyncChatStream | None
+    touched: float
+
+
+def _unbalanced(text: str) -> str:
+    """Drop the fence the core adds to close an open code block mid-stream: a stream
+    cannot take text back, so that fence is sent only when the block really ends."""
+    idx = text.rfind("\n")
+    if idx < 0:
+        return text
+    tail = text[idx + 1:]
+    opening = open_fence(text[:idx])
+    if opening is not None and tail == closing_for(opening):
+        return text[:idx]
+    return text
+
+
+class SlackChatPort:
+    def __init__(
+        self, client: AsyncWebClient, files: SlackFileFetcher, *, gate: SlackRateGate,
+        speed: float = 1.0, streaming: bool = True, stream_idle_s: float = 30.0,
+        max_requesters: int = 10_000,
+    ) -> None:
+        self._client = client
+        self._files = files
+        self._gate = gate
+        self._speed = speed
+        self._streaming = streaming
+        self._stream_idle_s = stream_idle_s
+        self._replies: dict[str, _Reply] = {}
+        self._requesters: OrderedDict[ThreadKey, tuple[str, str]] = OrderedDict()
+        self._max_requesters = max_requesters
+        self._status_off: set[str] = set()  # "dm" / "channel": setStatus unavailable there
+        self._janitor: asyncio.Task[None] | None = None
+
+    # -- limits and bookkeeping -----------------------------------------------------
+
+    def limits(self, key: ThreadKey) -> WriteLimits:
+        # chat.update is Tier 3 (~50/min) per workspace, shared by every thread.
+        return WriteLimits(
+            max_chars=MAX_CHARS, min_edit_gap_s=1.0 / self._speed, bucket=f"slack:{key.space}",
+            bucket_rate=50 / 60 * self._speed, bucket_burst=3,
+        )
+
+    def remember_requester(self, key: ThreadKey, user_id: str, team_id: str) -> None:
+        """Streams outside DMs must name the person they answer."""
+        self._requesters[key] = (user_id, team_id)
+        self._requesters.move_to_end(key)
+        while len(self._requesters) > self._max_requesters:
+            self._requesters.popitem(last=False)
+
+    @property
+    def open_streams(self) -> int:
+        return sum(1 for r in self._replies.values() if r.stream is not None)
+
+    # -- writing --------------------------------------------------------------------
+
+    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+        text = neutralise(markdown)
+        stream = await self._start_stream(key, text)
+        if stream is not None and stream.ts:
+            self._track(key, stream.ts, text, stream)
+            return stream.ts
+        await self._gate.acquire("chat.postMessage", key.space, key.channel)
+        resp = await self._client.chat_postMessage(
+            channel=key.channel, thread_ts=key.root, markdown_text=text,
+            unfurl_links=False, unfurl_media=False,
+        )
+        ts = str(resp["ts"])
+        self._track(key, ts, text, None)
+        return ts
+
+    async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        text = neutralise(markdown)
+        reply = self._replies.get(message_id) or self._track(key, message_id, "", None)
+        reply.touched = time.monotonic()
+        if reply.stream is not None:
+            raw = _unbalanced(text)
+            if raw.startswith(reply.shown):
+                if await self._append(reply, raw):
+                    return
+            else:
+                await self._close_stream(reply)
+        if text != reply.shown:
+            await self._update(reply, text)
+
+    async def finish(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        text = neutralise(markdown)
+        reply = self._replies.pop(message_id, None) or _Reply(key, message_id, "", None, 0.0)
+        if reply.stream is not None:
+            if text.startswith(reply.shown):
+                if await self._stop(reply, text[len(reply.shown):]):
+                    return
+            else:
+                await self._close_stream(reply)
+        if text != reply.shown:
+            await self._update(reply, text)
+
+    def _track(self, key: ThreadKey, ts: str, shown: str, stream: AsyncChatStream | None) -> _Reply:
+        reply = _Reply(key, ts, shown, stream, time.monotonic())
+        self._replies[ts] = reply
+        if stream is not None and self._janitor is None:
+            self._janitor = asyncio.create_task(self._stop_idle_streams(), name="slack-janitor")
+        return reply
+
+    async def _update(self, reply: _Reply, text: str) -> None:
+        await self._gate.acquire("chat.update", reply.key.space)
+        await self._client.chat_update(channel=reply.key.channel, ts=reply.ts, markdown_text=text)
+        reply.shown = text
+
+    # -- native streaming -----------------------------------------------------------
+
+    async def _start_stream(self, key: ThreadKey, text: str) -> AsyncChatStream | None:
+        if not self._streaming or not text:
+            return None
+        requester = self._requesters.get(key)
+        is_dm = key.channel.startswith("D")
+        if requester is None and not is_dm:
+            return None
+        # Tier 2 is tight; a reply that cannot start a stream now is posted instead.
+        if not self._gate.try_acquire("chat.startStream", key.space):
+            return None
+        user_id, team_id = requester or (None, None)
+        try:
+            stream = await self._client.chat_stream(
+                channel=key.channel, thread_ts=key.root, recipient_team_id=team_id,
+                recipient_user_id=user_id, buffer_size=1,
+            )
+            await stream.append(markdown_text=text)
+            return stream
+        except SlackApiError as exc:
+            error = str(exc.response.get("error"))
+            if error in STREAM_REFUSED:
+                log.info("Slack refused streaming (%s); replies use chat.update", error)
+                self._streaming = False
+            else:
+                log.warning("chat.startStream failed (%s); posting instead", error)
+            return None
+
+    async def _append(self, reply: _Reply, text: str) -> bool:
+        delta = text[len(reply.shown):]
+        if not delta:
+            return True
+        assert reply.stream is not None
+        try:
+            await self._gate.acquire("chat.appendStream", reply.key.space)
+            await reply.stream.append(markdown_text=delta)
+        except (SlackApiError, SlackRequestError) as exc:
+            log.info("stream %s ended (%s); continuing with chat.update", reply.ts, _error(exc))
+            reply.stream = None
+            return False
+        reply.shown = text
+        return True
+
+    async def _stop(self, reply: _Reply, delta: str) -> bool:
+        assert reply.stream is not None
+        try:
+            await self._gate.acquire("chat.stopStream", reply.key.space)
+            await reply.stream.stop(markdown_text=delta or None)
+        except (SlackApiError, SlackRequestError) as exc:
+            log.info("stream %s could not be stopped (%s); finishing with chat.update",
+                     reply.ts, _error(exc))
+            reply.stream = None
+            return False
+        reply.shown += delta
+        reply.stream = None
+        return True
+
+    async def _close_stream(self, reply: _Reply) -> None:
+        """End a stream as it is, so chat.update can take the message over."""
+        if reply.stream is not None:
+            await self._stop(reply, "")
+            reply.stream = None
+
+    async def _stop_idle_streams(self) -> None:
+        """A message posted but never finished (e.g. an error notice) must not keep
+        showing as 'streaming' until Slack expires it after ~5 minutes."""
+        while True:
+            await asyncio.sleep(max(0.05, self._stream_idle_s / 4))
+            now = time.monotonic()
+            for reply in list(self._replies.values()):
+                if reply.stream is not None and now - reply.touched > self._stream_idle_s:
+                    try:
+                        await self._close_stream(reply)
+                    except Exception as exc:  # keep the janitor alive
+                        log.debug("closing idle stream %s failed: %s", reply.ts, exc)
+                    if reply.stream is None and now - reply.touched > self._stream_idle_s:
+                        self._replies.pop(reply.ts, None)
+
+    # -- status and files -------------------------------------------------------------
+
+    async def set_status(self, key: ThreadKey, status: str | None) -> None:
+        kind = "dm" if key.channel.startswith("D") else "channel"
+        if kind in self._status_off:
+            return
+        if not self._gate.try_acquire("assistant.threads.setStatus", key.space):
+            return  # a status is a nicety; never wait for budget
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=key.channel, thread_ts=key.root, status=status or ""
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error"))
+            if error in STATUS_UNAVAILABLE:
+                self._status_off.add(kind)
+                if error in STREAM_REFUSED:
+                    self._status_off.update({"dm", "channel"})
+                log.debug("assistant status unavailable in %s threads (%s)", kind, error)
+            else:
+                log.debug("assistant.threads.setStatus failed: %s", error)
+
+    async def fetch_file(self, ref: FileRef, *, max_bytes: int) -> bytes:
+        return await self._files.fetch(ref, max_bytes=max_bytes)
+
+    async def aclose(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+            await asyncio.gather(self._janitor, return_exceptions=True)
+            self._janitor = None
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error"))
+    return type(exc).__name__

@@ -1,0 +1,102 @@
+"""`threadwise slack`, `threadwise manifest slack` and the Slack part of `threadwise check`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack.bot import SlackBot, SlackStartupError, web_client
+from adapters.slack.manifest import BOT_SCOPES, manifest_yaml
+from bots.check import CheckResult
+from bots.compose import open_core
+from bots.config import ConfigError
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 20.0
+
+
+def slack_manifest(request_url: str | None = None) -> str:
+    """A ready-to-paste app manifest (Socket Mode; HTTP mode when request_url is given)."""
+    return manifest_yaml(request_url=request_url)
+
+
+async def run_slack(settings: Settings) -> None:
+    """Run the Slack bot until SIGINT/SIGTERM; finish running turns briefly, then stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with open_core(settings) as core:
+        try:
+            bot = SlackBot(settings, core.service, registry=core.metrics.registry)
+        except SlackStartupError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            await bot.start()
+        except SlackStartupError as exc:
+            await bot.aclose()
+            raise ConfigError(str(exc)) from None
+        try:
+            await stop.wait()
+            log.info("stopping the Slack bot")
+        finally:
+            await bot.aclose(grace_s=SHUTDOWN_GRACE_S)
+
+
+async def check_slack(settings: Settings) -> list[CheckResult]:
+    """auth.test for the bot token, the granted scopes, and the app token in Socket Mode."""
+    results: list[CheckResult] = []
+    try:
+        client = web_client(settings)
+    except SlackStartupError as exc:
+        return [CheckResult("slack", False, str(exc))]
+    try:
+        resp = await client.auth_test()
+    except SlackApiError as exc:
+        return [CheckResult("slack bot token", False,
+                            f"auth.test failed: {exc.response.get('error')}")]
+    except Exception as exc:
+        return [CheckResult("slack bot token", False,
+                            f"could not reach {settings.slack_api_url}: {type(exc).__name__}")]
+    results.append(CheckResult(
+        "slack bot token", True,
+        f"bot {resp.get('user')} ({resp.get('user_id')}) "
+        f"in {resp.get('team')} ({resp.get('team_id')})",
+    ))
+    granted = {s.strip() for s in str(resp.headers.get("x-oauth-scopes", "")).split(",") if s}
+    missing = sorted(set(BOT_SCOPES) - granted)
+    if missing:
+        detail = "missing " + ", ".join(f"{s} ({BOT_SCOPES[s]})" for s in missing)
+        results.append(CheckResult(
+            "slack scopes", False,
+            detail + "; add them under OAuth & Permissions (or `threadwise manifest slack`) "
+            "and reinstall the app",
+        ))
+    else:
+        results.append(CheckResult("slack scopes", True, "all required scopes granted"))
+    app_token = settings.slack_app_token
+    if app_token is not None:
+        try:
+            await client.apps_connections_open(app_token=app_token.get_secret_value())
+            results.append(CheckResult("slack app token", True, "Socket Mode connection allowed"))
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            results.append(
+                CheckResult("slack app token", False, f"apps.connections.open failed: {error}")
+            )
+    elif settings.slack_signing_secret is None:
+        results.append(CheckResult(
+            "slack mode", False, "set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET"
+        ))
+    else:
+        results.append(CheckResult(
+            "slack mode", True, f"HTTP mode: Slack must reach POST :{settings.port}/slack/events"
+        ))
+    return results
