@@ -59,6 +59,9 @@ def test_hello_world_is_two_tokens_for_the_default_model() -> None:
     tok = tokenizer_for_model("openai/gpt-5.4-mini")
     assert tok.encoding_name == "o200k_base"
     assert tok.count("hello world") == 2
+    assert Tokenizer().encoding_name == "o200k_base"  # no model given: current OpenAI encoding
+    assert Tokenizer().count("hello world") == 2
+    assert Tokenizer("openai/gpt-4").encoding_name == "cl100k_base"
 
 
 @pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
@@ -130,32 +133,36 @@ def test_truncate_middle_keeps_both_ends_within_the_limit() -> None:
     assert tok.truncate_middle("short", 40) == ("short", "", 0)
 
 
-def test_works_without_network_or_environment(tmp_path: Path) -> None:
-    """A fresh interpreter with no env, an empty tiktoken cache and any socket use fatal."""
+NO_NETWORK_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    def no_network(event, args):
+        if event.startswith("socket.") or event == "urllib.Request":
+            raise RuntimeError(f"network used: {event}")
+
+    sys.addaudithook(no_network)
+    from core.tokens import Tokenizer, tokenizer_for_model
+    print(Tokenizer().count("hello world"), tokenizer_for_model("gpt-4").count("hello world"))
+    """
+)
+
+
+@pytest.mark.parametrize("with_env", [False, True], ids=["no-env", "empty-cache-bogus-proxy"])
+def test_works_without_network_or_environment(tmp_path: Path, with_env: bool) -> None:
+    """A fresh interpreter where any socket use is fatal still counts tokens."""
     empty_cache = tmp_path / "empty-cache"
     empty_cache.mkdir()
-    script = textwrap.dedent(
-        """
-        import sys
-
-        def no_network(event, args):
-            if event.startswith("socket.") or event == "urllib.Request":
-                raise RuntimeError(f"network used: {event}")
-
-        sys.addaudithook(no_network)
-        from core.tokens import tokenizer_for_model
-        tok = tokenizer_for_model("openai/gpt-5.4-mini")
-        print(tok.count("hello world"), tokenizer_for_model("gpt-4").count("hello world"))
-        """
-    )
-    env = {
-        "TIKTOKEN_CACHE_DIR": str(empty_cache),
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-    }
-    repo = Path(__file__).resolve().parents[1]
+    env: dict[str, str] = {}
+    if with_env:  # tiktoken's own cache is empty and every download would fail
+        env = {
+            "TIKTOKEN_CACHE_DIR": str(empty_cache),
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+        }
+    repo = Path(__file__).resolve().parents[1]  # "-c" puts the cwd first on sys.path
     done = subprocess.run(
-        [sys.executable, "-I", "-c", script], cwd=repo, env=env, capture_output=True,
+        [sys.executable, "-c", NO_NETWORK_SCRIPT], cwd=repo, env=env, capture_output=True,
         text=True, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr
