@@ -66,10 +66,10 @@ class FakeModelServer:
     # Pacing of the default echo reply (benchmarks against the standalone server).
     echo_ttft_s: float = 0.0
     echo_tokens_per_s: float | None = None
-    requests: list[RecordedRequest] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     schema_errors: list[str] = field(default_factory=list)
-    _scripts: deque[Script] = field(default_factory=deque)
-    _runner: web.AppRunner | None = None
+    _scripts: deque[Script] = field(default_factory=deque, repr=False)
+    _runner: web.AppRunner | None = field(default=None, repr=False)
 
     # --- scripting --------------------------------------------------------------------
 
