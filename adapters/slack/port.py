@@ -108,9 +108,10 @@ class SlackChatPort:
 
     async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
         text = neutralise(markdown)
-        stream = await self._start_stream(key, text)
+        start = _unbalanced(text) or text
+        stream = await self._start_stream(key, start)
         if stream is not None and stream.ts:
-            self._track(key, stream.ts, text, stream)
+            self._track(key, stream.ts, start, stream)
             return stream.ts
         await self._gate.acquire("chat.postMessage", key.space, key.channel)
         resp = await self._client.chat_postMessage(
