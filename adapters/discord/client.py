@@ -1,0 +1,174 @@
+"""The Discord bot: gateway events in, conversation turns out through the core service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import discord
+from discord import app_commands
+
+from adapters.discord.markup import speaker_name
+from adapters.discord.models import ChannelResets, ModelChoices
+from adapters.discord.policy import CommunityPolicy, Requester, requester_of
+from adapters.discord.port import NO_PINGS, AttachmentIndex, DiscordPort, Remembered
+from adapters.discord.routing import Conversation, ConversationRouter, thread_key
+from adapters.discord.settings import DiscordSettings
+from core.ports import ChatPort
+from core.settings import Settings
+from core.types import Inbound, ThreadKey, Usage
+
+log = logging.getLogger(__name__)
+
+THREAD_NAME_CHARS = 90
+
+
+class Conversations(Protocol):
+    """What the bot needs from the core (ConversationService provides it)."""
+
+    async def handle(self, inbound: Inbound, port: ChatPort) -> object: ...
+
+    async def resolve_key(
+        self, platform: str, channel: str, platform_id: str
+    ) -> ThreadKey | None: ...
+
+    async def reset(self, key: ThreadKey) -> None: ...
+
+    async def usage(
+        self, *, since: float, channel: str | None = None, user_id: str | None = None
+    ) -> Usage: ...
+
+
+ServiceForModel = Callable[[str], Conversations]
+
+
+class ThreadwiseBot(discord.Client):
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        discord_settings: DiscordSettings,
+        service: Conversations,
+        service_for_model: ServiceForModel | None = None,
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: enable it in the Developer Portal
+        super().__init__(
+            intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=guild_ready_timeout
+        )
+        self.settings = settings
+        self.discord_settings = discord_settings
+        self.service = service
+        self._service_for_model = service_for_model
+        self.tree = app_commands.CommandTree(self)
+        self.attachments = AttachmentIndex()
+        self.port = DiscordPort(self, self.attachments)
+        self.models = ModelChoices(settings.model_name, discord_settings.models)
+        self.resets = ChannelResets()
+        self.router = ConversationRouter(service, self.resets)
+        self.policy = CommunityPolicy(
+            settings, discord_settings,
+            lambda since, user_id: service.usage(since=since, user_id=user_id),
+        )
+        self._seen: Remembered[bool] = Remembered(4096)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -------------------------------------------------------------
+    async def setup_hook(self) -> None:
+        from adapters.discord.commands import register_commands
+
+        register_commands(self)
+        synced = await self.tree.sync()
+        log.info("synced %d application commands", len(synced))
+
+    async def on_ready(self) -> None:
+        user = self.user
+        log.info("connected to Discord as %s in %d server(s)", user, len(self.guilds))
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.port.aclose()
+        await super().close()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run work off the gateway loop; keep a reference so it is not collected."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def service_for(self, places: tuple[str, ...]) -> Conversations:
+        """The service answering here: the /model choice of the channel (or of a thread's
+        parent channel), else the configured model."""
+        model = next(
+            (m for m in map(self.models.current, places) if m != self.models.default),
+            self.models.default,
+        )
+        if model == self.models.default or self._service_for_model is None:
+            return self.service
+        return self._service_for_model(model)
+
+    # --- messages ----------------------------------------------------------------
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot:
+            return  # cheap early exit; the router checks again
+        self.spawn(self._answer(message))
+
+    async def _answer(self, message: discord.Message) -> None:
+        # A resumed gateway may deliver a message again; the core dedupes turns on the message
+        # id too, this only keeps a redelivery from counting against the user's rate limit.
+        if str(message.id) in self._seen:
+            return
+        self._seen.remember(str(message.id), True)
+        me = self.user
+        if me is None:
+            return
+        try:
+            conversation = await self.router.route(message, me.id)
+            if conversation is None:
+                return
+            who = requester_of(message.author, message.channel, self.discord_settings)
+            if not self.policy.admitted(who):
+                return
+            refusal = await self.refusal(who)
+            if refusal is not None:
+                if refusal.startswith("⏳") and not self.policy.should_warn(who):
+                    return
+                await self.port.post(conversation.key, refusal, reply_to=str(message.id))
+                return
+            await self._turn(message, conversation, who)
+        except Exception:
+            log.exception("could not answer message %s", message.id)
+
+    async def refusal(self, who: Requester) -> str | None:
+        """The friendly message for a user over their rate or quota, else None."""
+        return self.policy.take_request(who) or await self.policy.over_quota(who)
+
+    async def _turn(self, message: discord.Message, conv: Conversation, who: Requester) -> None:
+        key, reply_to = conv.key, conv.reply_to
+        if conv.new and self.discord_settings.auto_thread and isinstance(
+            message.channel, discord.TextChannel
+        ):
+            title = conv.text.splitlines()[0][:THREAD_NAME_CHARS] if conv.text.strip() else ""
+            thread = await message.create_thread(
+                name=title or f"Conversation with {speaker_name(message.author)}"
+            )
+            key = thread_key(thread.guild.id, thread.id)
+        files = tuple(self.attachments.add(a) for a in message.attachments)
+        inbound = Inbound(
+            key=key,
+            message_id=str(message.id),
+            author_id=str(message.author.id),
+            author_name=speaker_name(message.author),
+            text=conv.text,
+            files=files,
+            addressed=True,
+            reply_to=reply_to,
+            is_admin=who.is_admin,
+        )
+        await self.service_for((key.channel, *who.places)).handle(inbound, self.port)

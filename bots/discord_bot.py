@@ -1,0 +1,218 @@
+"""Composition of the Discord bot: `threadwise discord`, `--invite-url`, and `threadwise check`.
+
+Entry points for the CLI:
+- `await run_discord(settings)`: run until stopped.
+- `await invite_url_for(settings)` / `invite_url(application_id)`: the OAuth2 URL to add the bot.
+- `await check_discord(settings)`: list[CheckResult] for `threadwise check`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+from discord.http import HTTPClient
+
+from adapters.discord.client import ThreadwiseBot
+from adapters.discord.endpoints import endpoints_overridden
+from adapters.discord.health import HealthServer
+from adapters.discord.settings import DiscordSettings, load_discord_settings
+from bots.check import CheckResult
+from bots.compose import Core, open_core
+from bots.config import ConfigError
+from core.model import build_model_client
+from core.service import ConversationService
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT(_LIMITED)
+INTENT_FIX = (
+    "enable the Message Content Intent (Developer Portal → your app → Bot → "
+    "Privileged Gateway Intents)"
+)
+
+
+def bot_permissions(*, auto_thread: bool) -> discord.Permissions:
+    """The least the bot needs: read and answer, in channels and threads."""
+    perms = discord.Permissions(
+        view_channel=True,
+        send_messages=True,
+        send_messages_in_threads=True,
+        read_message_history=True,  # reply chains reference earlier messages
+    )
+    if auto_thread:
+        perms.create_public_threads = True
+    return perms
+
+
+def invite_url(application_id: str, *, auto_thread: bool | None = None) -> str:
+    """OAuth2 URL adding the bot with minimal permissions and its slash commands."""
+    if auto_thread is None:
+        auto_thread = load_discord_settings().auto_thread
+    return discord.utils.oauth_url(
+        application_id,
+        permissions=bot_permissions(auto_thread=auto_thread),
+        scopes=("bot", "applications.commands"),
+    )
+
+
+def application_id_from_token(token: str) -> str | None:
+    """A bot token starts with the bot's user id (= its application id) in base64."""
+    head = token.split(".", 1)[0]
+    try:
+        decoded = base64.b64decode(head + "=" * (-len(head) % 4), validate=False).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded if decoded.isdigit() else None
+
+
+async def invite_url_for(settings: Settings) -> str:
+    """The invite URL; the application id comes from DISCORD_APPLICATION_ID or the token."""
+    discord_settings = load_discord_settings()
+    app_id = discord_settings.application_id
+    if app_id is None and settings.discord_token is not None:
+        token = settings.discord_token.get_secret_value()
+        app_id = application_id_from_token(token)
+        if app_id is None:
+            async with _discord_http(settings, token) as (http, _):
+                app_id = str((await http.application_info())["id"])
+    if app_id is None:
+        raise ConfigError(
+            "DISCORD_TOKEN is not set: set it (or DISCORD_APPLICATION_ID) to build the invite URL"
+        )
+    return invite_url(app_id, auto_thread=discord_settings.auto_thread)
+
+
+@contextlib.asynccontextmanager
+async def _discord_http(
+    settings: Settings, token: str
+) -> AsyncIterator[tuple[HTTPClient, dict[str, Any]]]:
+    """discord.py's own HTTP client, logged in (GET /users/@me); yields it and the bot user."""
+    with endpoints_overridden(settings.discord_api_url, settings.discord_gateway_url):
+        http = HTTPClient(asyncio.get_running_loop())
+        try:
+            me = await http.static_login(token)
+            yield http, dict(me)
+        finally:
+            await http.close()
+
+
+async def check_discord(settings: Settings) -> list[CheckResult]:
+    """Log in with the token and read the application: who the bot is, and its intents."""
+    if settings.discord_token is None:
+        return [CheckResult("discord", False, "DISCORD_TOKEN is not set")]
+    where = settings.discord_api_url or "discord.com"
+    try:
+        async with _discord_http(settings, settings.discord_token.get_secret_value()) as (
+            http, me,
+        ):
+            app = await http.application_info()
+    except discord.LoginFailure:
+        return [CheckResult(f"discord bot ({where})", False, "the token was rejected (401)")]
+    except (discord.HTTPException, OSError) as exc:
+        return [CheckResult(f"discord bot ({where})", False, f"could not reach Discord: {exc}")]
+    results = [CheckResult(f"discord bot ({where})", True,
+                           f"logged in as {me['username']} (id {me['id']})")]
+    content = int(app.get("flags") or 0) & MESSAGE_CONTENT_FLAGS
+    detail = f"application {app['name']} (id {app['id']})"
+    results.append(CheckResult(
+        "discord message content intent", bool(content),
+        f"{detail}: enabled" if content else f"{detail}: not enabled; {INTENT_FIX}",
+    ))
+    return results
+
+
+class ModelServices:
+    """One ConversationService per /model choice, sharing the store, write budgets and metrics."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._services: dict[str, ConversationService] = {}
+
+    def get(self, model: str) -> ConversationService:
+        service = self._services.get(model)
+        if service is None:
+            settings = self._core.settings.model_copy(update={"model_name": model})
+            base = self._core.service
+            service = ConversationService(
+                settings=settings, store=self._core.store, model=build_model_client(settings),
+                metrics=self._core.metrics, tokenizer=base.tokenizer, budgets=base.budgets,
+            )
+            self._services[model] = service
+        return service
+
+    async def aclose(self) -> None:
+        for service in self._services.values():
+            await service.model.aclose()
+        self._services.clear()
+
+
+@dataclass
+class RunningDiscord:
+    bot: ThreadwiseBot
+    core: Core
+    connection: asyncio.Task[None]
+    health: HealthServer | None
+
+
+@contextlib.asynccontextmanager
+async def running_discord(
+    settings: Settings,
+    *,
+    discord_settings: DiscordSettings | None = None,
+    guild_ready_timeout: float = 2.0,
+    health_host: str = "0.0.0.0",
+    serve_health: bool = True,
+) -> AsyncIterator[RunningDiscord]:
+    """Log in, start the gateway connection, and stop everything on exit."""
+    if settings.discord_token is None:
+        raise ConfigError("DISCORD_TOKEN is not set")
+    token = settings.discord_token.get_secret_value()
+    discord_settings = discord_settings or load_discord_settings()
+    async with open_core(settings) as core:
+        services = ModelServices(core)
+        bot = ThreadwiseBot(
+            settings=settings, discord_settings=discord_settings, service=core.service,
+            service_for_model=services.get, guild_ready_timeout=guild_ready_timeout,
+        )
+        health = (
+            HealthServer(ready=bot.is_ready, metrics=core.metrics.render) if serve_health else None
+        )
+        with endpoints_overridden(settings.discord_api_url, settings.discord_gateway_url):
+            try:
+                if health is not None:
+                    await health.start(health_host, settings.port)
+                try:
+                    await bot.login(token)
+                except discord.LoginFailure:
+                    raise ConfigError("DISCORD_TOKEN was rejected by Discord (401)") from None
+                connection = asyncio.create_task(bot.connect(), name="discord-gateway")
+                try:
+                    yield RunningDiscord(bot, core, connection, health)
+                finally:
+                    await bot.close()
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await connection
+            finally:
+                if not bot.is_closed():
+                    await bot.close()
+                if health is not None:
+                    await health.stop()
+                await services.aclose()
+
+
+async def run_discord(settings: Settings) -> None:
+    """`threadwise discord`: run the bot until the process is stopped."""
+    async with running_discord(settings) as running:
+        try:
+            await running.connection
+        except discord.PrivilegedIntentsRequired:
+            raise ConfigError(f"Discord refused the message content intent: {INTENT_FIX}") from None

@@ -1,0 +1,56 @@
+"""Run the real Discord bot composition (bots.discord_bot) against the emulator and fake model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from adapters.discord.settings import load_discord_settings
+from bots.discord_bot import RunningDiscord, running_discord
+from core.settings import Settings
+from tests.fakes.discord_server import DiscordServer
+from tests.fakes.model_server import FakeModelServer
+
+DISCORD_NAMES = (
+    "DISCORD_BLOCKED_CHANNELS", "DISCORD_BLOCKED_ROLES", "DISCORD_BLOCKED_USERS",
+    "DISCORD_ADMIN_USERS", "DISCORD_ALLOW_DMS", "DISCORD_AUTO_THREAD",
+    "DISCORD_USER_RATE_PER_MIN", "DISCORD_DAILY_TOKEN_QUOTA", "DISCORD_MODELS",
+    "DISCORD_APPLICATION_ID",
+)
+
+
+def bot_settings(
+    server: DiscordServer, model: FakeModelServer, db: Path, **extra: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "MODEL_BASE_URL": model.base_url,
+        "MODEL_API_KEY": "test-key",
+        "MODEL_MAX_RETRIES": 0,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "DISCORD_TOKEN": server.token,
+        "DISCORD_API_URL": server.api_url,
+        "DISCORD_GATEWAY_URL": server.gateway_url,
+        "PORT": 0,
+    }
+    values.update(extra)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def start_bot(
+    server: DiscordServer, model: FakeModelServer, tmp_path: Path, **extra: Any
+) -> AsyncIterator[RunningDiscord]:
+    """The bot, logged in and ready. DISCORD_* extras go to the Discord-only settings."""
+    discord_only = {k: v for k, v in extra.items() if k in DISCORD_NAMES}
+    core_only = {k: v for k, v in extra.items() if k not in DISCORD_NAMES}
+    settings = bot_settings(server, model, tmp_path / "threadwise.db", **core_only)
+    discord_settings = load_discord_settings(_env_file=None, **discord_only)
+    async with running_discord(
+        settings, discord_settings=discord_settings, guild_ready_timeout=0.05,
+        health_host="127.0.0.1",
+    ) as running:
+        await asyncio.wait_for(running.bot.wait_until_ready(), 10)
+        yield running
