@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.settings import Settings
+from core.settings import Settings, is_loopback_url
 
 # Which variables each command cannot run without, and how to fix each.
 _FIXES = {
@@ -52,16 +52,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid configuration: {exc}") from None
 
 
-def _is_local(url: str) -> bool:
-    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
-
-
 def require(settings: Settings, command: str) -> None:
     """Fail early, with the fix, when a command's required variables are missing."""
     missing: list[str] = []
     if command in ("chat", "slack", "discord", "summarize") and settings.model_api_key is None:
-        if not _is_local(settings.model_base_url):
+        if not is_loopback_url(settings.model_base_url):
             missing.append("MODEL_API_KEY")
     if command == "slack":
         if settings.slack_bot_token is None:
@@ -70,6 +65,13 @@ def require(settings: Settings, command: str) -> None:
             missing.append("SLACK_SIGNING_SECRET")
     if command == "discord" and settings.discord_token is None:
         missing.append("DISCORD_TOKEN")
+    if not missing and command in ("chat", "slack", "discord", "summarize"):
+        from core.model.builtin_tools import builtin_registry
+
+        try:
+            builtin_registry().select(settings.model_tools)  # names every unknown MODEL_TOOLS entry
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if missing:
         first = missing[0]
         more = f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""

@@ -38,6 +38,14 @@ def bare_model_name(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+def is_loopback_url(url: str) -> bool:
+    """True for http(s)://localhost, 127.x.x.x or [::1] URLs (local model servers need no key)."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    host = host.rsplit("@", 1)[-1]
+    host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def _csv(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(x.strip() for x in value.split(",") if x.strip())

@@ -29,7 +29,7 @@ from core.model.types import (
     UsageReport,
 )
 from core.model.wire import Dialect, RoundOutcome
-from core.settings import Settings
+from core.settings import Settings, is_loopback_url
 from core.types import Usage
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,11 @@ class OpenAIModelClient:
     def __init__(self, settings: Settings, tools: ToolRegistry | None = None) -> None:
         registry = tools if tools is not None else builtin_registry()
         functions, hosted = registry.select(settings.model_tools)  # ValueError on unknown names
-        if settings.model_api_key is None:
+        if settings.model_api_key is not None:
+            api_key = settings.model_api_key.get_secret_value()
+        elif is_loopback_url(settings.model_base_url):
+            api_key = "no-key-needed-on-loopback"  # local servers ignore it; the SDK wants one
+        else:
             raise ValueError("MODEL_API_KEY is not set (GMI_API_KEY and OPENAI_API_KEY also work)")
         self.model = settings.model_name
         self.api = settings.model_api
@@ -52,7 +56,7 @@ class OpenAIModelClient:
         self._functions: dict[str, FunctionTool] = {t.name: t for t in functions}
         self._sdk = AsyncOpenAI(
             base_url=settings.model_base_url,
-            api_key=settings.model_api_key.get_secret_value(),
+            api_key=api_key,
             max_retries=settings.model_max_retries,
             timeout=settings.model_timeout_s,
         )
