@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -27,6 +26,7 @@ from core.store.codec import (
 )
 from core.store.errors import SchemaTooNew, StoreUnavailable
 from core.store.lease import HeldLease, LeaseWaiters, hold_lease
+from core.store.sqlite_errors import checked_location, explain
 from core.store.sqlite_schema import MIGRATIONS
 from core.types import (
     Media,
@@ -66,13 +66,13 @@ class SQLiteStore:
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SQLiteStore:
-        label = path if path == ":memory:" else _checked_location(path)
+        label = path if path == ":memory:" else checked_location(path)
         try:
             db = await aiosqlite.connect(
                 path, isolation_level=None, timeout=busy_timeout_ms / 1000
             )
         except sqlite3.Error as exc:
-            raise _explain(exc, label, busy_timeout_ms) or StoreUnavailable(
+            raise explain(exc, label, busy_timeout_ms) or StoreUnavailable(
                 f"cannot open SQLite database at {label}: {exc}"
             ) from exc
         db.row_factory = sqlite3.Row
@@ -123,7 +123,7 @@ class SQLiteStore:
         try:
             yield
         except sqlite3.Error as exc:
-            explained = _explain(exc, self._label, self._busy_timeout_ms)
+            explained = explain(exc, self._label, self._busy_timeout_ms)
             if explained is None:
                 raise
             raise explained from exc
@@ -371,46 +371,3 @@ class SQLiteStore:
         self._closed = True
         async with self._lock:
             await self._db.close()
-
-
-def _checked_location(relative: str) -> str:
-    """The absolute path; fail early with the reason SQLite would only call
-    'unable to open database file'."""
-    path = os.path.abspath(relative)
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        raise StoreUnavailable(
-            f"cannot open SQLite database at {path}: directory {directory} does not exist"
-        )
-    if os.path.isdir(path):
-        raise StoreUnavailable(f"cannot open SQLite database at {path}: it is a directory")
-    return path
-
-
-def _explain(exc: sqlite3.Error, label: str, busy_timeout_ms: int) -> StoreUnavailable | None:
-    """Turn SQLite's terse errors into reasons an operator can act on."""
-    name = str(getattr(exc, "sqlite_errorname", ""))
-    text = str(exc).lower()
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
-        return StoreUnavailable(
-            f"the SQLite database at {label} is busy: another process held its write lock "
-            f"for more than {busy_timeout_ms} ms. Try again; if several processes share the "
-            "database, use PostgreSQL (DATABASE_URL=postgresql://…)"
-        )
-    if name.startswith("SQLITE_READONLY") or "readonly database" in text:
-        return StoreUnavailable(
-            f"the SQLite database at {label} is read-only: threadwise needs write access "
-            "to the file and to its directory"
-        )
-    if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
-        return StoreUnavailable(
-            f"cannot open SQLite database at {label}: check that the path exists and "
-            "that threadwise may read and write it"
-        )
-    if name.startswith("SQLITE_FULL"):
-        return StoreUnavailable(f"the disk holding the SQLite database at {label} is full")
-    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
-        return StoreUnavailable(f"{label} is not a usable SQLite database (damaged or not SQLite)")
-    if name.startswith("SQLITE_IOERR"):
-        return StoreUnavailable(f"disk I/O error on the SQLite database at {label}")
-    return None

@@ -1,0 +1,51 @@
+"""Why a SQLite database can not be used, in words an operator can act on."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from core.store.errors import StoreUnavailable
+
+
+def checked_location(relative: str) -> str:
+    """The absolute path; fail early with the reason SQLite would only call
+    'unable to open database file'."""
+    path = os.path.abspath(relative)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise StoreUnavailable(
+            f"cannot open SQLite database at {path}: directory {directory} does not exist"
+        )
+    if os.path.isdir(path):
+        raise StoreUnavailable(f"cannot open SQLite database at {path}: it is a directory")
+    return path
+
+
+def explain(exc: sqlite3.Error, label: str, busy_timeout_ms: int) -> StoreUnavailable | None:
+    """Turn SQLite's terse errors into reasons an operator can act on."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+        return StoreUnavailable(
+            f"the SQLite database at {label} is busy: another process held its write lock "
+            f"for more than {busy_timeout_ms} ms. Try again; if several processes share the "
+            "database, use PostgreSQL (DATABASE_URL=postgresql://…)"
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly database" in text:
+        return StoreUnavailable(
+            f"the SQLite database at {label} is read-only: threadwise needs write access "
+            "to the file and to its directory"
+        )
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
+        return StoreUnavailable(
+            f"cannot open SQLite database at {label}: check that the path exists and "
+            "that threadwise may read and write it"
+        )
+    if name.startswith("SQLITE_FULL"):
+        return StoreUnavailable(f"the disk holding the SQLite database at {label} is full")
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return StoreUnavailable(f"{label} is not a usable SQLite database (damaged or not SQLite)")
+    if name.startswith("SQLITE_IOERR"):
+        return StoreUnavailable(f"disk I/O error on the SQLite database at {label}")
+    return None
