@@ -99,8 +99,11 @@ class SlackBot:
     async def start(self) -> None:
         """Verify the token, then listen; /healthz turns 200 once events can arrive."""
         self.surface = HttpSurface(
-            bolt=None, registry=self.registry, metrics=self.metrics, ready=lambda: self._ready
+            events=not self.socket_mode, registry=self.registry, metrics=self.metrics,
+            ready=lambda: self._ready,
         )
+        # Listen first: /healthz answers 503 while Slack is still being reached.
+        await self.surface.start(self.host, self.listen_port)
         me = await self._whoami()
         names = DisplayNames(self.client, self.gate, team=me.team_id)
         self.handler = SlackEventHandler(
@@ -109,18 +112,13 @@ class SlackBot:
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
         )
         self.bolt = self._bolt_app()
-        if not self.socket_mode:
-            self.surface = HttpSurface(
-                bolt=self.bolt, registry=self.registry, metrics=self.metrics,
-                ready=lambda: self._ready,
-            )
-        await self.surface.start(self.host, self.listen_port)
         if self.socket_mode:
             assert self.settings.slack_app_token is not None
             self._socket = AsyncSocketModeHandler(
                 self.bolt, self.settings.slack_app_token.get_secret_value(), web_client=self.client
             )
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        self.surface.bolt = self.bolt
         self._ready = True
         mode = "Socket Mode" if self.socket_mode else f"HTTP mode on port {self.surface.port}"
         log.info("Slack bot ready as %s in team %s (%s)", me.user_id, me.team_id, mode)

@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 class HttpSurface:
     def __init__(
-        self, *, bolt: AsyncApp | None, registry: CollectorRegistry, metrics: SlackMetrics,
+        self, *, events: bool, registry: CollectorRegistry, metrics: SlackMetrics,
         ready: Callable[[], bool],
     ) -> None:
-        self._bolt = bolt
+        self._events_enabled = events
+        self.bolt: AsyncApp | None = None  # attached once the token is verified
         self._registry = registry
         self._metrics = metrics
         self._ready = ready
@@ -29,7 +30,7 @@ class HttpSurface:
 
     def application(self) -> web.Application:
         app = web.Application(client_max_size=4 * 1024 * 1024)
-        if self._bolt is not None:
+        if self._events_enabled:
             app.router.add_post("/slack/events", self._events)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_text)
@@ -49,11 +50,13 @@ class HttpSurface:
             self._runner = None
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
-        assert self._bolt is not None
         retry = "yes" if request.headers.get("X-Slack-Retry-Num") else "no"
+        if self.bolt is None:  # still starting: Slack retries later
+            self._metrics.deliveries.labels("503", retry).inc()
+            return web.json_response({"error": "starting"}, status=503)
         # Bolt verifies the signature (401 when wrong or stale), acks, and runs our
         # listeners, which only schedule work, so the answer is immediate.
-        response = await self._bolt.async_dispatch(await to_bolt_request(request))
+        response = await self.bolt.async_dispatch(await to_bolt_request(request))
         self._metrics.deliveries.labels(str(response.status), retry).inc()
         if response.status == 401:
             log.warning("rejected a Slack delivery with an invalid or stale signature")

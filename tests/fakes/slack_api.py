@@ -46,6 +46,7 @@ class WorkspaceConfig:
     ])
     stream_expiry_s: float = 300.0
     disabled_methods: set[str] = field(default_factory=set)
+    delays: dict[str, float] = field(default_factory=dict)  # method -> seconds before answering
 
 
 def _chunks_text(value: Any) -> str:
@@ -53,7 +54,8 @@ def _chunks_text(value: Any) -> str:
         return ""
     chunks = json.loads(value) if isinstance(value, str) else value
     return "".join(
-        str(c.get("text", "")) for c in chunks if isinstance(c, dict) and c.get("type") == "markdown_text"
+        str(c.get("text", "")) for c in chunks
+        if isinstance(c, dict) and c.get("type") == "markdown_text"
     )
 
 

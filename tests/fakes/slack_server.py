@@ -107,6 +107,8 @@ class SlackServer:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if method in self.cfg.delays:
+            await asyncio.sleep(self.cfg.delays[method])
         params: dict[str, Any] = dict(request.query)
         if request.can_read_body:
             raw = await request.read()

@@ -1,0 +1,98 @@
+"""Run the real Slack bot (real service, SQLite store) against the emulators."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from adapters.slack.bot import SlackBot
+from bots.compose import open_core
+from core.settings import Settings
+from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_server import SlackServer
+
+
+def bot_settings(
+    slack: SlackServer, model: FakeModelServer, db: Path, *, socket_mode: bool = False,
+    **extra: Any,
+) -> Settings:
+    values: dict[str, Any] = {
+        "MODEL_BASE_URL": model.base_url, "MODEL_API_KEY": "test-key",
+        "DATABASE_URL": f"sqlite:///{db}", "SLACK_BOT_TOKEN": slack.cfg.bot_token,
+        "SLACK_API_URL": slack.api_url, "SLACK_FILE_HOSTS": slack.file_host, "PORT": 0,
+    }
+    if socket_mode:
+        values["SLACK_APP_TOKEN"] = slack.cfg.app_token
+    else:
+        values["SLACK_SIGNING_SECRET"] = slack.signing_secret
+    values.update(extra)
+    return Settings(_env_file=None, **values)
+
+
+@asynccontextmanager
+async def running_bot(
+    slack: SlackServer, model: FakeModelServer, tmp_path: Path, *, speed: float = 1.0,
+    socket_mode: bool = False, stream_idle_s: float = 30.0, **extra: Any,
+) -> AsyncIterator[SlackBot]:
+    """speed scales the bot's and the emulator's rate limits alike."""
+    slack.set_rate_speed(speed)
+    settings = bot_settings(slack, model, tmp_path / "threadwise.db", socket_mode=socket_mode,
+                            **extra)
+    async with open_core(settings) as core:
+        bot = SlackBot(settings, core.service, registry=core.metrics.registry, host="127.0.0.1",
+                       port=0, speed=speed, stream_idle_s=stream_idle_s)
+        try:
+            await bot.start()
+            yield bot
+        finally:
+            await bot.aclose()
+
+
+def png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 60)).save(out, "PNG")
+    return out.getvalue()
+
+
+def image_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
+    """Pixel sizes of every data-URL image in a recorded model request body."""
+    sizes = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and node.startswith("data:image/"):
+            raw = base64.b64decode(node.split(",", 1)[1])
+            sizes.append(Image.open(io.BytesIO(raw)).size)
+
+    walk(body)
+    return sizes
+
+
+def request_text(body: dict[str, Any]) -> str:
+    """All text of a recorded model request, for 'did the model see X' assertions."""
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("text", "content") and isinstance(value, str):
+                    parts.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(body)
+    return "\n".join(parts)

@@ -1,0 +1,186 @@
+"""Conversations in Slack threads, end to end: emulated Slack, fake model, real core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_harness import image_sizes, png, request_text, running_bot
+from tests.fakes.slack_server import SlackServer
+from tests.fakes.slack_state import pings_in
+
+CHANNEL = "C0GENERAL"
+
+
+async def _deliver_all(slack: SlackServer, url: str, events: list[dict[str, object]]) -> None:
+    for event in events:
+        delivery = await slack.deliver(url, event)  # type: ignore[arg-type]
+        assert delivery.status == 200, delivery.body
+
+
+async def test_a_mention_with_an_image_streams_a_reply_and_the_model_sees_the_image(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    slack_server.add_user("U0ALICE", "Alice Doe")
+    answer = "It is a plain red rectangle, twice as wide as it is tall. " * 4
+    model_server.reply(answer, tokens_per_s=60)
+    async with running_bot(slack_server, model_server, tmp_path, speed=5) as bot:
+        photo = slack_server.host_file("photo.png", png(3000, 1500), "image/png")
+        post = slack_server.user_post(
+            CHANNEL, "U0ALICE", f"{slack_server.mention} what is in this picture?", files=[photo]
+        )
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+
+    [request] = model_server.requests
+    [(width, height)] = image_sizes(request.body)
+    assert max(width, height) <= 2048 and width == 2 * height  # downscaled, not distorted
+    seen = request_text(request.body)
+    assert "what is in this picture?" in seen and "Alice Doe" in seen and "<@UBOT>" not in seen
+    [reply] = slack_server.bot_replies(CHANNEL, post.ts)
+    assert reply.thread_ts == post.ts  # a thread was started on the mention
+    assert reply.text.strip() == answer.strip()
+    assert reply.kind == "stream" and reply.appends >= 2  # it grew over several writes
+    assert "is thinking…" in slack_server.state.statuses[(CHANNEL, post.ts)]
+    download = slack_server.files.requests[0]
+    assert download.authorization == f"Bearer {slack_server.cfg.bot_token}"
+
+
+async def test_a_follow_up_in_the_thread_needs_no_mention_and_sees_the_history(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    slack_server.add_user("U0ALICE", "Alice")
+    slack_server.add_user("U0BOB", "Bob")
+    model_server.reply("Paris is the capital of France.")
+    model_server.reply("About 2.1 million people live there.")
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        first = slack_server.user_post(
+            CHANNEL, "U0ALICE", f"{slack_server.mention} capital of France?"
+        )
+        await _deliver_all(slack_server, bot.url, first.events)
+        await bot.idle()
+        follow = slack_server.user_post(CHANNEL, "U0BOB", "and how many live there?",
+                                        thread_ts=first.ts)
+        assert len(follow.events) == 1  # a plain thread message: no app_mention
+        await _deliver_all(slack_server, bot.url, follow.events)
+        await bot.idle()
+        chatter = slack_server.user_post("C0RANDOM", "U0BOB", "unrelated", thread_ts="1.000001")
+        await _deliver_all(slack_server, bot.url, chatter.events)
+        await bot.idle()
+
+    assert len(model_server.requests) == 2  # the unrelated thread was not answered
+    seen = request_text(model_server.requests[1].body)
+    assert "capital of France?" in seen and "Paris is the capital of France." in seen
+    assert "Bob" in seen and "and how many live there?" in seen
+    texts = [m.text for m in slack_server.bot_replies(CHANNEL, first.ts)]
+    assert texts == ["Paris is the capital of France.", "About 2.1 million people live there."]
+
+
+async def test_a_direct_message_is_answered_in_its_thread(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post("D0ALICE", "U0ALICE", "hello bot", channel_type="im")
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    [reply] = slack_server.bot_replies("D0ALICE", post.ts)
+    assert reply.thread_ts == post.ts
+    assert reply.text.startswith("echo: ") and "hello bot" in reply.text
+
+
+async def test_an_expired_stream_is_finished_with_chat_update(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    slack_server.cfg.stream_expiry_s = 0.25
+    answer = " ".join(f"word{i}" for i in range(40))
+    model_server.reply(answer, tokens_per_s=40)  # about one second of streaming
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} count")
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    [reply] = slack_server.bot_replies(CHANNEL, post.ts)
+    assert reply.text == answer and not reply.streaming
+    assert any(c.error == "message_not_in_streaming_state" for c in slack_server.calls)
+    updates = slack_server.calls_to("chat.update")
+    assert updates and all(c.params["ts"] == reply.ts for c in updates)
+
+
+async def test_a_30000_character_answer_is_split_across_messages_without_loss(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    paragraphs = [
+        f"Paragraph {i}: " + " ".join(f"token{i}_{j}" for j in range(60)) for i in range(80)
+    ]
+    answer = "\n\n".join(paragraphs)
+    assert len(answer) > 30_000
+    # Streamed like a fast model (~5,000 words in ~2 s), not dumped in one burst.
+    model_server.reply(answer, tokens_per_s=3000)
+    async with running_bot(slack_server, model_server, tmp_path, speed=20) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} long please")
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    replies = slack_server.bot_replies(CHANNEL, post.ts)
+    assert len(replies) >= 8 and all(len(m.text) <= 3_900 for m in replies)
+    assert not any(m.streaming for m in replies)
+    shown = "\n\n".join(m.text for m in replies)
+    assert shown.split() == answer.split()  # same words in the same order
+    assert slack_server.rate_limited_count == 0
+
+
+async def test_refused_files_are_named_and_never_get_the_token(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    foreign = slack_server.foreign_file("elsewhere.png")
+    hop = slack_server.redirected_file("bounced.png", slack_server.foreign.base_url + "/x.png")
+    good = slack_server.host_file("fine.png", png(40, 40), "image/png")
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} look",
+                                      files=[foreign, hop, good])
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    assert slack_server.foreign.requests == [] and slack_server.foreign.authorizations == []
+    text = slack_server.bot_text(CHANNEL, post.ts)
+    assert "elsewhere.png" in text and "bounced.png" in text and "fine.png" not in text
+    assert len(image_sizes(model_server.requests[0].body)) == 1  # the allowed one was used
+
+
+async def test_a_login_page_instead_of_a_file_explains_the_missing_scope(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    slack_server.files.scopes.remove("files:read")
+    doc = slack_server.host_file("report.pdf", b"%PDF-1.4 fake", "application/pdf")
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} summarize",
+                                      files=[doc])
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    text = slack_server.bot_text(CHANNEL, post.ts)
+    assert "report.pdf" in text and "files:read" in text and "login page" in text
+
+
+async def test_a_model_failure_leaves_a_clear_error_in_the_thread(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.fail(401)
+    async with running_bot(slack_server, model_server, tmp_path, speed=10,
+                           MODEL_MAX_RETRIES=0) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} hi")
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    [reply] = slack_server.bot_replies(CHANNEL, post.ts)
+    assert "couldn't answer" in reply.text and not reply.streaming
+    assert slack_server.status(CHANNEL, post.ts) == ""
+
+
+async def test_mentions_written_by_the_model_ping_nobody(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    answer = "Tell <!channel> and <!here>, ping <@U0BOB> in <#C0RANDOM>; @everyone relax."
+    assert len(pings_in(answer)) == 4
+    model_server.reply(answer)
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} announce")
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    assert slack_server.pings(CHANNEL, post.ts) == []
+    assert slack_server.bot_text(CHANNEL, post.ts).replace("\u200b", "") == answer
