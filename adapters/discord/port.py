@@ -172,6 +172,10 @@ class DiscordPort:
             async with asyncio.timeout(TYPING_MAX_S), self._channel(key).typing():
                 await asyncio.Event().wait()
 
+    def typing_active(self, key: ThreadKey) -> bool:
+        task = self._typing.get(key)
+        return task is not None and not task.done()
+
     def _stop_typing(self, key: ThreadKey) -> None:
         task = self._typing.pop(key, None)
         if task is not None:

@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import discord
+
+from adapters.discord.endpoints import endpoints_overridden
 from adapters.discord.settings import load_discord_settings
 from bots.discord_bot import RunningDiscord, running_discord
 from core.settings import Settings
@@ -54,3 +57,35 @@ async def start_bot(
     ) as running:
         await asyncio.wait_for(running.bot.wait_until_ready(), 10)
         yield running
+
+
+class RecordingClient(discord.Client):
+    """A plain discord.py client that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(intents=intents, guild_ready_timeout=0.05)
+        self.received: list[discord.Message] = []
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.received.append(message)
+
+    def received_id(self, message_id: str) -> discord.Message:
+        return next(m for m in self.received if str(m.id) == message_id)
+
+
+@asynccontextmanager
+async def connected_client(server: DiscordServer) -> AsyncIterator[RecordingClient]:
+    """An unmodified discord.py client logged in to the emulator and ready."""
+    client = RecordingClient()
+    with endpoints_overridden(server.api_url, server.gateway_url):
+        async with client:
+            await client.login(server.token)
+            connection = asyncio.create_task(client.connect())
+            try:
+                await asyncio.wait_for(client.wait_until_ready(), 10)
+                yield client
+            finally:
+                await client.close()
+                await asyncio.gather(connection, return_exceptions=True)

@@ -240,6 +240,11 @@ class DiscordServer:
         """The next `count` 429 answers lack the `Via` header (discord.py then raises)."""
         self.state.drop_via_next = count
 
+    def set_write_limit(self, writes: int, window_s: float) -> None:
+        """Change the per-channel write bucket (e.g. a short window for fast fault tests)."""
+        self.state.writes_per_window, self.state.window_s = writes, window_s
+        self.state.buckets.clear()
+
     def exhaust_bucket(self, channel_id: str) -> None:
         """Use up the channel's write budget for the current window."""
         window = self.state.bucket(f"channel:{channel_id}")

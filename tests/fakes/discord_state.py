@@ -116,6 +116,8 @@ class EmulatorState:
         self.threads_created: list[str] = []
         self.drop_via_next: int = 0  # fault injection: next N 429s come without `Via`
         self.rest_requests: list[tuple[str, str]] = []
+        self.writes_per_window = WRITES_PER_WINDOW
+        self.window_s = WINDOW_S
 
         self.add_role("@everyone", MEMBER_PERMISSIONS, role_id=self.guild_id)
         self.add_role("Admins", ADMINISTRATOR, position=3)
@@ -186,7 +188,7 @@ class EmulatorState:
 
     def bucket(self, name: str) -> FixedWindow:
         if name not in self.buckets:
-            self.buckets[name] = FixedWindow(WRITES_PER_WINDOW, WINDOW_S)
+            self.buckets[name] = FixedWindow(self.writes_per_window, self.window_s)
         return self.buckets[name]
 
     @staticmethod
