@@ -183,13 +183,15 @@ def provide_pg_server(config: pytest.Config) -> PgServer:
     return server
 
 
-@pytest.fixture(scope="session")
-def pg_server(request: pytest.FixtureRequest) -> PgServer:
+# Test modules import these fixtures; the *_fixture names keep linters from
+# confusing the import with the test parameter of the same fixture name.
+@pytest.fixture(scope="session", name="pg_server")
+def pg_server_fixture(request: pytest.FixtureRequest) -> PgServer:
     return provide_pg_server(request.config)
 
 
-@pytest.fixture
-async def pg_url(pg_server: PgServer) -> AsyncIterator[str]:
+@pytest.fixture(name="pg_url")
+async def pg_url_fixture(pg_server: PgServer) -> AsyncIterator[str]:
     """A URL onto a fresh, empty schema for one test."""
     url = await pg_server.fresh_url()
     try:

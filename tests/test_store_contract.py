@@ -12,7 +12,7 @@ import pytest
 from core.ports import HistoryStore, StaleLease
 from core.store import PostgresStore, SQLiteStore, open_store
 from core.types import Media, MediaRef, NewMessage, ThreadKey, ToolExchange, Usage
-from tests.pg import PgServer, pg_server  # noqa: F401  (session fixture used via request)
+from tests.pg import PgServer, pg_server_fixture  # noqa: F401  (fixture, used via request)
 
 AnyStore = SQLiteStore | PostgresStore
 
@@ -313,6 +313,22 @@ async def test_expired_lease_is_taken_over_and_the_stale_holder_cannot_write(
     await fresh_cm.__aexit__(None, None, None)
     assert await store.try_acquire_lease("thread:a", "intruder", 30)
     assert [m.text for m in await store.load_thread(THREAD)] == ["reply from the new holder"]
+
+
+async def test_exactly_one_contender_takes_over_an_expired_lease(store_url: str) -> None:
+    one, two = await open_store(store_url), await open_store(store_url)
+    try:
+        assert await one.try_acquire_lease("thread:a", "hung-holder", 0.05)
+        await asyncio.sleep(0.2)
+        attempts = [
+            (one if n % 2 else two).try_acquire_lease("thread:a", f"contender-{n}", 30)
+            for n in range(10)
+        ]
+        assert sorted(await asyncio.gather(*attempts)) == [False] * 9 + [True]
+        assert not await one.renew_lease("thread:a", "hung-holder", 30)
+    finally:
+        await one.close()
+        await two.close()
 
 
 async def test_append_after_release_is_stale(store: AnyStore) -> None:

@@ -38,6 +38,18 @@ _THREAD = "platform = $1 AND space = $2 AND channel = $3 AND root = $4"
 _AFTER_RESET = f"id > COALESCE((SELECT after_id FROM thread_resets WHERE {_THREAD}), 0)"
 _SECONDS = "make_interval(secs => $3::float8)"
 
+# Errors that mean "the server or the link is gone", not "the query was wrong".
+_CONNECTION_TROUBLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 
 def _thread(key: ThreadKey) -> tuple[str, str, str, str]:
     return (key.platform, key.space, key.channel, key.root)
@@ -116,16 +128,22 @@ class PostgresStore:
             raise StoreUnavailable(
                 f"the PostgreSQL server at {self._label} is out of disk"
             ) from exc
-        except (OSError, TimeoutError, asyncpg.PostgresConnectionError,
-                asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-                asyncpg.TooManyConnectionsError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(
-                f"lost the connection to PostgreSQL at {self._label}: {exc}"
-            ) from exc
+        except _CONNECTION_TROUBLE as exc:
+            raise StoreUnavailable(f"cannot reach PostgreSQL at {self._label}: {exc}") from exc
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with self._errors():
             return cast(list[asyncpg.Record], await self._pool.fetch(sql, *args))
+
+    async def _read(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """A query that changes nothing, so it may be retried once on a fresh connection
+        when the pooled one turned out dead (failover, idle timeout). Writes are never
+        retried: a lost reply does not tell whether they committed."""
+        try:
+            return cast(list[asyncpg.Record], await self._pool.fetch(sql, *args))
+        except _CONNECTION_TROUBLE as exc:
+            log.info("PostgreSQL read failed (%s); retrying on a fresh connection", exc)
+        return await self._fetch(sql, *args)
 
     # ------------------------------------------------------------ coordination
 
@@ -224,7 +242,7 @@ class PostgresStore:
             raise LookupError(f"message {message_id} is not stored")
 
     async def load_thread(self, key: ThreadKey) -> list[StoredMessage]:
-        rows = await self._fetch(
+        rows = await self._read(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {_THREAD} AND {_AFTER_RESET} "
             "ORDER BY id",
             *_thread(key),
@@ -232,7 +250,7 @@ class PostgresStore:
         return [message_from_row(row) for row in rows]
 
     async def find(self, key: ThreadKey, platform_id: str) -> StoredMessage | None:
-        rows = await self._fetch(
+        rows = await self._read(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {_THREAD} AND {_AFTER_RESET} "
             "AND (platform_id = $5 OR id IN (SELECT message_id FROM message_parts "
             "WHERE platform = $1 AND channel = $3 AND platform_id = $5)) ORDER BY id LIMIT 1",
@@ -241,7 +259,7 @@ class PostgresStore:
         return message_from_row(rows[0]) if rows else None
 
     async def locate(self, platform: str, channel: str, platform_id: str) -> StoredMessage | None:
-        rows = await self._fetch(
+        rows = await self._read(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE platform = $1 AND channel = $2 "
             "AND platform_id = $3 UNION "
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN (SELECT message_id "
@@ -273,7 +291,7 @@ class PostgresStore:
         )
 
     async def streaming_messages(self, key: ThreadKey) -> list[StoredMessage]:
-        rows = await self._fetch(
+        rows = await self._read(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {_THREAD} "
             "AND status = 'streaming' ORDER BY id",
             *_thread(key),
@@ -291,7 +309,7 @@ class PostgresStore:
         )
 
     async def get_media(self, sha256: str) -> Media | None:
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT kind, mime, name, data, width, height FROM media WHERE sha256 = $1", sha256
         )
         if not rows:
@@ -321,7 +339,7 @@ class PostgresStore:
     async def usage_since(
         self, *, since: float, channel: str | None = None, user_id: str | None = None
     ) -> Usage:
-        rows = await self._fetch(
+        rows = await self._read(
             "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
             "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0) "
             "FROM usage WHERE at >= $1 AND ($2::text IS NULL OR channel = $2) "
