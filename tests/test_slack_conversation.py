@@ -109,12 +109,13 @@ async def test_a_30000_character_answer_is_split_across_messages_without_loss(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:
     paragraphs = [
-        f"Paragraph {i}: " + " ".join(f"token{i}_{j}" for j in range(60)) for i in range(80)
+        f"Paragraph {i}: " + " ".join(f"considerably-long-word-{i}-{j}" for j in range(25))
+        for i in range(45)
     ]
     answer = "\n\n".join(paragraphs)
     assert len(answer) > 30_000
-    # Streamed like a fast model (~5,000 words in ~2 s), not dumped in one burst.
-    model_server.reply(answer, tokens_per_s=3000)
+    # Streamed like a fast model (~1,200 words in ~1.5 s), not dumped in one burst.
+    model_server.reply(answer, tokens_per_s=1000)
     async with running_bot(slack_server, model_server, tmp_path, speed=20) as bot:
         post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} long please")
         await _deliver_all(slack_server, bot.url, post.events)

@@ -98,8 +98,7 @@ async def test_healthz_is_503_until_slack_is_reached_then_200(
                        host="127.0.0.1", port=0)
         starting = asyncio.create_task(bot.start())
         try:
-            while bot.surface is None or bot.surface.port == 0:
-                await asyncio.sleep(0.01)
+            await slack_server.wait_until(lambda: bot.surface is not None and bot.surface.port > 0)
             status, _, body = await _get(bot.url + "/healthz")
             assert (status, json.loads(body)["status"]) == (503, "starting")
             early = await slack_server.deliver(bot.url, slack_server.user_post(

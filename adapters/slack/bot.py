@@ -14,6 +14,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -40,13 +41,13 @@ class SlackStartupError(Exception):
     """Slack rejected the configuration at start-up (one line, no secrets)."""
 
 
-def web_client(settings: Settings, metrics: SlackMetrics | None = None) -> AsyncWebClient:
+def web_client(
+    settings: Settings, metrics: SlackMetrics | None = None, *, with_token: bool = True
+) -> AsyncWebClient:
     if settings.slack_bot_token is None:
         raise SlackStartupError("SLACK_BOT_TOKEN is not set")
-    client = AsyncWebClient(
-        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url,
-        timeout=30,
-    )
+    token = settings.slack_bot_token.get_secret_value() if with_token else None
+    client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=30)
     # 429s wait for Retry-After; 5xx and dropped connections are retried too.
     handlers = metrics.retry_handlers() if metrics is not None else []
     client.retry_handlers.extend([*handlers, AsyncServerErrorRetryHandler(max_retry_count=2)])
@@ -111,7 +112,7 @@ class SlackBot:
             allowed_channels=self.settings.slack_allowed_channels,
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
         )
-        self.bolt = self._bolt_app()
+        self.bolt = self._bolt_app(me)
         if self.socket_mode:
             assert self.settings.slack_app_token is not None
             self._socket = AsyncSocketModeHandler(
@@ -135,10 +136,25 @@ class SlackBot:
             team_id=str(resp.get("team_id")),
         )
 
-    def _bolt_app(self) -> AsyncApp:
+    def _bolt_app(self, me: BotIdentity) -> AsyncApp:
         secret = self.settings.slack_signing_secret
+        assert self.settings.slack_bot_token is not None
+        token = self.settings.slack_bot_token.get_secret_value()
+        identity = AuthorizeResult(
+            enterprise_id=None, team_id=me.team_id, bot_token=token, bot_id=me.bot_id,
+            bot_user_id=me.user_id,
+        )
+
+        async def authorize() -> AuthorizeResult:
+            # We verified the token at start-up; Bolt's default would call auth.test
+            # again on (every concurrent) first request.
+            return identity
+
         app = AsyncApp(
-            client=self.client,
+            # Bolt's own client carries no token (authorize supplies it); our listeners
+            # use self.client. Same API base and retry policy either way.
+            client=web_client(self.settings, self.metrics, with_token=False),
+            authorize=authorize,
             signing_secret=secret.get_secret_value() if secret is not None else None,
             request_verification_enabled=not self.socket_mode,
             # Our listeners only schedule work, so running them before the 200 is cheap

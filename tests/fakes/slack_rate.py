@@ -25,8 +25,8 @@ class RateRule:
 
 
 TIER2 = RateRule(20, 10)
-TIER3 = RateRule(50, 15)
-TIER4 = RateRule(100, 20)
+TIER3 = RateRule(50, 20)
+TIER4 = RateRule(100, 30)
 
 METHOD_RULES: dict[str, RateRule] = {
     "chat.postMessage": RateRule(60, 6, "channel"),
