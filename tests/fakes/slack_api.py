@@ -103,8 +103,11 @@ class SlackWebApi:
         if method not in self._methods or method in self.cfg.disabled_methods:
             raise ApiError("unknown_method")
         wanted = self.cfg.app_token if method == "apps.connections.open" else self.cfg.bot_token
+        if not token:
+            raise ApiError("not_authed")
         if token != wanted:
-            raise ApiError("not_allowed_token_type" if token else "not_authed")
+            known = token in (self.cfg.app_token, self.cfg.bot_token)
+            raise ApiError("not_allowed_token_type" if known else "invalid_auth")
         return self._methods[method](p)
 
     # -- identity ---------------------------------------------------------------------
