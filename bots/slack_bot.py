@@ -30,9 +30,19 @@ async def run_slack(settings: Settings) -> None:
     """Run the Slack bot until SIGINT/SIGTERM; finish running turns briefly, then stop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        await _serve(settings, stop)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     async with open_core(settings) as core:
         try:
             bot = SlackBot(settings, core.service, registry=core.metrics.registry)

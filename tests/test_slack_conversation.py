@@ -14,7 +14,7 @@ CHANNEL = "C0GENERAL"
 
 async def _deliver_all(slack: SlackServer, url: str, events: list[dict[str, object]]) -> None:
     for event in events:
-        delivery = await slack.deliver(url, event)  # type: ignore[arg-type]
+        delivery = await slack.deliver(url, event)
         assert delivery.status == 200, delivery.body
 
 
@@ -69,6 +69,7 @@ async def test_a_follow_up_in_the_thread_needs_no_mention_and_sees_the_history(
         await bot.idle()
 
     assert len(model_server.requests) == 2  # the unrelated thread was not answered
+    assert slack_server.calls_to("conversations.replies") == []  # history came from the store
     seen = request_text(model_server.requests[1].body)
     assert "capital of France?" in seen and "Paris is the capital of France." in seen
     assert "Bob" in seen and "and how many live there?" in seen

@@ -199,7 +199,8 @@ class SlackBot:
 
     async def _suggest(self, channel: str, thread_ts: str) -> None:
         try:
-            await self.gate.acquire("assistant.threads.setSuggestedPrompts", "")
+            team = self.handler.me.team_id if self.handler is not None else ""
+            await self.gate.acquire("assistant.threads.setSuggestedPrompts", team)
             await self.client.assistant_threads_setSuggestedPrompts(
                 channel_id=channel, thread_ts=thread_ts, title="Try asking",
                 prompts=SUGGESTED_PROMPTS,

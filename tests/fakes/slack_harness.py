@@ -32,7 +32,7 @@ def bot_settings(
     else:
         values["SLACK_SIGNING_SECRET"] = slack.signing_secret
     values.update(extra)
-    return Settings(_env_file=None, **values)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @asynccontextmanager
