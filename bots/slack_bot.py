@@ -42,7 +42,16 @@ async def run_slack(settings: Settings) -> None:
             loop.remove_signal_handler(sig)
 
 
+def _quiet_sdk_loggers() -> None:
+    """slack_sdk and Bolt log whole request and event bodies at DEBUG; never emit those."""
+    for name in ("slack_sdk", "slack_bolt", "threadwise.slack.bolt"):
+        sdk_log = logging.getLogger(name)
+        if sdk_log.getEffectiveLevel() < logging.INFO:
+            sdk_log.setLevel(logging.INFO)
+
+
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    _quiet_sdk_loggers()
     async with open_core(settings) as core:
         try:
             bot = SlackBot(settings, core.service, registry=core.metrics.registry)
