@@ -133,6 +133,20 @@ async def test_a_post_never_finished_stops_streaming_by_itself(
     assert msg.text.startswith("⚠️ Sorry")
 
 
+async def test_a_stream_left_open_by_a_dead_process_can_still_be_finalised(
+    slack_server: SlackServer, port: SlackChatPort
+) -> None:
+    client = AsyncWebClient(token=slack_server.cfg.bot_token, base_url=slack_server.api_url)
+    async with httpx.AsyncClient() as http:
+        files = SlackFileFetcher(slack_server.cfg.bot_token, FileHostPolicy(()), http)
+        before_restart = SlackChatPort(client, files, gate=SlackRateGate())
+        before_restart.remember_requester(KEY, "U0ALICE", "T0TEAM")
+        ts = await before_restart.post(KEY, "Half an answ")
+    await port.finish(KEY, ts, "Half an answ\n\n⚠️ _This reply was interrupted._")
+    [msg] = slack_server.bot_replies(KEY.channel, KEY.root)
+    assert not msg.streaming and msg.text.endswith("interrupted._")
+
+
 async def test_status_is_shown_and_cleared_and_degrades_silently(
     slack_server: SlackServer, port: SlackChatPort
 ) -> None:

@@ -157,7 +157,20 @@ class SlackChatPort:
 
     async def _update(self, reply: _Reply, text: str) -> None:
         await self._gate.acquire("chat.update", reply.key.space)
-        await self._client.chat_update(channel=reply.key.channel, ts=reply.ts, markdown_text=text)
+        try:
+            await self._client.chat_update(
+                channel=reply.key.channel, ts=reply.ts, markdown_text=text
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") != "cant_update_message":
+                raise
+            # A stream we do not hold (a restarted process left it open): end it first.
+            await self._gate.acquire("chat.stopStream", reply.key.space)
+            await self._client.chat_stopStream(channel=reply.key.channel, ts=reply.ts)
+            await self._gate.acquire("chat.update", reply.key.space)
+            await self._client.chat_update(
+                channel=reply.key.channel, ts=reply.ts, markdown_text=text
+            )
         reply.shown = text
 
     # -- native streaming -----------------------------------------------------------
