@@ -12,11 +12,11 @@ from core.ports import FileRefused, WriteLimits
 from core.service import ConversationService
 from core.types import FileRef, Inbound, ThreadKey
 
-HELP = "Commands: /image PATH (attach a local image, PDF or text file), /reset, /help, /quit"
+HELP = "Commands: /image PATH (attach an image, PDF or text file), /reset, /help, /quit"
 
 
 class ConsolePort:
-    """Prints the reply as it streams: the terminal cannot edit, so each write prints the new tail."""
+    """Prints the reply as it streams; a terminal cannot edit, so each write prints the new tail."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
@@ -50,22 +50,31 @@ class ConsolePort:
             self._out.flush()
 
     async def fetch_file(self, ref: FileRef, *, max_bytes: int) -> bytes:
-        path = Path(ref.url)
         try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise FileRefused(ref.name, f"is {size:,} bytes; the limit is {max_bytes:,}")
-            return await asyncio.to_thread(path.read_bytes)
+            data = await asyncio.to_thread(_read_capped, Path(ref.url), max_bytes)
         except OSError as exc:
             raise FileRefused(ref.name, f"cannot be read ({exc.strerror})") from None
+        if data is None:
+            raise FileRefused(ref.name, f"is larger than the {max_bytes:,}-byte limit")
+        return data
 
     def _write(self, message_id: str, markdown: str) -> None:
         shown = self._shown.get(message_id, "")
         # Mid-stream views may carry a temporary closing fence; print only true growth.
-        common = os.path.commonprefix([shown, markdown])
-        self._out.write(markdown[len(common):])
+        same = 0
+        for a, b in zip(shown, markdown, strict=False):
+            if a != b:
+                break
+            same += 1
+        self._out.write(markdown[same:])
         self._out.flush()
         self._shown[message_id] = markdown
+
+
+def _read_capped(path: Path, max_bytes: int) -> bytes | None:
+    with path.open("rb") as f:
+        data = f.read(max_bytes + 1)
+    return None if len(data) > max_bytes else data
 
 
 async def _read_line(prompt: str) -> str | None:
@@ -103,12 +112,11 @@ async def run_console(service: ConversationService, *, session: str = "default",
             if not path:
                 out.write("usage: /image PATH\n")
                 continue
-            file = Path(path).expanduser()
-            if not file.is_file():
+            file = await asyncio.to_thread(Path(path).expanduser)
+            if not await asyncio.to_thread(file.is_file):
                 out.write(f"(no such file: {file})\n")
                 continue
-            pending.append(FileRef(id=str(file), name=file.name, url=str(file),
-                                   declared_size=file.stat().st_size))
+            pending.append(FileRef(id=str(file), name=file.name, url=str(file)))
             out.write(f"(attached {file.name}; it goes with your next message)\n")
             continue
         counter += 1

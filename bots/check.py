@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from core.model import build_model_client
-from core.model.types import ModelError, ModelRequest, ModelMessage, TextDelta, TextPart
+from core.model.types import ModelError, ModelMessage, ModelRequest, TextDelta, TextPart
 from core.settings import Settings
 from core.store import open_store
 

@@ -55,9 +55,12 @@ def load_settings(**overrides: Any) -> Settings:
 def require(settings: Settings, command: str) -> None:
     """Fail early, with the fix, when a command's required variables are missing."""
     missing: list[str] = []
-    if command in ("chat", "slack", "discord", "summarize") and settings.model_api_key is None:
-        if not is_loopback_url(settings.model_base_url):
-            missing.append("MODEL_API_KEY")
+    if (
+        command in ("chat", "slack", "discord", "summarize")
+        and settings.model_api_key is None
+        and not is_loopback_url(settings.model_base_url)
+    ):
+        missing.append("MODEL_API_KEY")
     if command == "slack":
         if settings.slack_bot_token is None:
             missing.append("SLACK_BOT_TOKEN")

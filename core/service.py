@@ -1,35 +1,351 @@
-"""ConversationService: one turn = dedupe → lease → history → media → context → model → stream → persist."""
+"""ConversationService: a turn is dedupe → lease → history → media → context → model → stream
+→ persist."""
 
 from __future__ import annotations
 
-from core.model.types import ModelClient
-from core.ports import ChatPort, Store
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+
+from core.context import assemble
+from core.media import MediaLimits, normalise_async
+from core.metrics import Metrics
+from core.model.types import (
+    Finished,
+    ModelClient,
+    ModelError,
+    ModelRequest,
+    TextDelta,
+    ToolRound,
+    UsageReport,
+)
+from core.pacing import WriteBudgets
+from core.ports import ChatPort, FileRefused, Store
 from core.settings import Settings
-from core.types import Inbound, ThreadKey, Usage
+from core.splitting import split_all
+from core.streaming import ReplyStreamer
+from core.tokens import Tokenizer
+from core.types import (
+    Inbound,
+    Media,
+    MediaRef,
+    MessageStatus,
+    NewMessage,
+    StoredMessage,
+    ThreadKey,
+    ToolExchange,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+DEDUPE_TTL_S = 24 * 3600
+LEASE_TTL_S = 30.0
+THINKING = "is thinking…"
+INTERRUPTED = "⚠️ _This reply was interrupted (the bot restarted) and is incomplete._"
+
+
+def failure_marker(reason: str, *, partial: bool) -> str:
+    if partial:
+        return f"\n\n⚠️ _Reply cut off: {reason}_"
+    return f"⚠️ Sorry, I couldn't answer: {reason}"
+
+
+@dataclass
+class TurnOutcome:
+    """What one turn did; returned for tests and metrics."""
+
+    status: str  # "answered" | "failed" | "duplicate" | "ignored"
+    message_ids: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    notes: list[str] = field(default_factory=list)
 
 
 class ConversationService:
-    def __init__(self, *, settings: Settings, store: Store, model: ModelClient) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        model: ModelClient,
+        metrics: Metrics | None = None,
+        tokenizer: Tokenizer | None = None,
+        budgets: WriteBudgets | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.model = model
+        self.metrics = metrics or Metrics()
+        self.tokenizer = tokenizer or Tokenizer()
+        self.budgets = budgets or WriteBudgets()
+        self.media_limits = MediaLimits(max_input_bytes=settings.max_file_bytes)
 
-    async def handle(self, inbound: Inbound, port: ChatPort) -> None:
+    # -- public API used by adapters ------------------------------------------------
+
+    async def handle(self, inbound: Inbound, port: ChatPort) -> TurnOutcome:
         """Answer one inbound message in its thread. Never raises: failures are shown."""
-        raise NotImplementedError
+        key = inbound.key
+        if not inbound.addressed and not await self.knows_thread(key):
+            return TurnOutcome("ignored")
+        idem = f"msg:{key.platform}:{key.space}:{key.channel}:{inbound.message_id}"
+        try:
+            # Dedupe before the lock: a retried delivery must not queue behind the turn.
+            if not await self.store.first_sighting(idem, DEDUPE_TTL_S):
+                log.info("duplicate delivery of %s in %s ignored", inbound.message_id, key)
+                self.metrics.turns.labels(key.platform, "duplicate").inc()
+                return TurnOutcome("duplicate")
+            async with self.store.lease(f"thread:{key}", LEASE_TTL_S) as lease:
+                await self._finalise_orphans(key, port)
+                outcome = await self._turn(inbound, port, lease.token)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("turn failed in %s", key)
+            outcome = TurnOutcome("failed")
+            await self._show_failure(port, inbound, _plain_reason(exc))
+        self.metrics.turns.labels(key.platform, outcome.status).inc()
+        return outcome
 
     async def knows_thread(self, key: ThreadKey) -> bool:
         """True when the bot is part of this thread (follow-ups need no mention)."""
-        raise NotImplementedError
+        return any(m.role == "assistant" for m in await self.store.load_thread(key))
 
     async def resolve_key(self, platform: str, channel: str, platform_id: str) -> ThreadKey | None:
         """The thread a stored message belongs to (Discord reply chains)."""
-        raise NotImplementedError
+        found = await self.store.locate(platform, channel, platform_id)
+        return found.key if found else None
 
     async def reset(self, key: ThreadKey) -> None:
-        raise NotImplementedError
+        await self.store.reset_thread(key)
 
     async def usage(
         self, *, since: float, channel: str | None = None, user_id: str | None = None
     ) -> Usage:
-        raise NotImplementedError
+        return await self.store.usage_since(since=since, channel=channel, user_id=user_id)
+
+    # -- one turn -----------------------------------------------------------------
+
+    async def _turn(self, inbound: Inbound, port: ChatPort, lease_token: str) -> TurnOutcome:
+        key = inbound.key
+        started = time.monotonic()
+        history = await self.store.load_thread(key)
+        chain = _chain(history, await self._parent(key, inbound.reply_to, history))
+        refs, media, notes = await self._ingest(inbound, port)
+        user = await self.store.append(
+            NewMessage(
+                key=key, role="user", author_id=inbound.author_id,
+                author_name=inbound.author_name, text=inbound.text,
+                platform_id=inbound.message_id,
+                parent_id=chain[-1].id if chain else None, media=refs,
+            ),
+            lease_token=lease_token,
+        )
+        for msg in chain:
+            for ref in msg.media:
+                if ref.sha256 not in media and (m := await self.store.get_media(ref.sha256)):
+                    media[ref.sha256] = m
+        assembled = assemble(
+            instructions=self.settings.system_prompt,
+            history=chain,
+            newest=user,
+            media=media,
+            tokenizer=self.tokenizer,
+            budget_tokens=self.settings.context_tokens,
+            reserve_output_tokens=self.settings.model_max_completion_tokens or 8192,
+            image_detail=self.settings.model_image_detail,
+            cache_key=_cache_key(key),
+            turn_context=_turn_context(inbound),
+        )
+        notes.extend(assembled.notes)
+        reply = await self.store.append(
+            NewMessage(
+                key=key, role="assistant", author_id="threadwise", author_name="threadwise",
+                text="", parent_id=user.id, status="streaming",
+            ),
+            lease_token=lease_token,
+        )
+
+        async def progress(ids: list[str], text: str) -> None:
+            # Runs in the writer task, once per platform write (≤ 1/s): lets a
+            # restarted process finalise this reply if we die mid-stream.
+            if ids and ids[0] != saved.get("id"):
+                saved["id"] = ids[0]
+                await self.store.update(reply.id, platform_id=ids[0])
+            for extra in ids[1:]:
+                if extra not in saved:
+                    saved[extra] = extra
+                    await self.store.add_platform_id(reply.id, extra)
+            await self.store.update(reply.id, text=text)
+
+        saved: dict[str, str] = {}
+        streamer = ReplyStreamer(
+            port, key, self.budgets, reply_to=inbound.message_id, on_progress=progress
+        )
+        await _quietly(port.set_status(key, THINKING))
+        if notes:
+            streamer.push("".join(f"_{n}_\n" for n in notes) + "\n")
+        try:
+            model_text, tools, usage, status = await self._run_model(assembled.request, streamer)
+        except Exception as exc:  # anything but the model (which reports its own errors)
+            log.exception("turn failed while streaming in %s", key)
+            streamer.push(failure_marker(_plain_reason(exc), partial=bool(streamer.text)))
+            model_text, tools, usage = streamer.text, [], Usage()
+            status = "failed"
+        if streamer.first_visible_at is None and not streamer.text:
+            await _quietly(port.set_status(key, None))
+        ids = await streamer.finish()
+        await self.store.update(
+            reply.id, text=model_text, status=status, platform_id=ids[0] if ids else None
+        )
+        for extra in ids[1:]:
+            if extra not in saved:
+                await self.store.add_platform_id(reply.id, extra)
+        if tools:
+            log.info("turn in %s used %d tool call(s)", key, len(tools))
+        await self.store.record_usage(key, inbound.author_id, self.model.model, usage, time.time())
+        self.metrics.observe_usage(key, usage)
+        self.metrics.turn_seconds.observe(time.monotonic() - started)
+        return TurnOutcome(
+            "answered" if status == "complete" else "failed", ids, usage, notes
+        )
+
+    async def _run_model(
+        self, request: ModelRequest, streamer: ReplyStreamer
+    ) -> tuple[str, list[ToolExchange], Usage, MessageStatus]:
+        text: list[str] = []
+        tools: list[ToolExchange] = []
+        usage = Usage()
+        status: MessageStatus = "complete"
+        try:
+            async for event in self.model.stream(request):
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                    streamer.push(event.text)
+                elif isinstance(event, ToolRound):
+                    tools.extend(event.exchanges)
+                elif isinstance(event, UsageReport):
+                    usage = usage + event.usage
+                elif isinstance(event, Finished) and event.reason == "length":
+                    streamer.push("\n\n_(The reply reached the length limit.)_")
+        except ModelError as exc:
+            log.warning("model failed: %s", exc.reason)
+            status = "partial" if text else "failed"
+            streamer.push(failure_marker(exc.reason, partial=bool(text)))
+        return "".join(text), tools, usage, status
+
+    async def _parent(
+        self, key: ThreadKey, reply_to: str | None, history: Sequence[StoredMessage]
+    ) -> StoredMessage | None:
+        if reply_to:
+            found = await self.store.find(key, reply_to)
+            if found is not None:
+                return found
+        return history[-1] if history else None
+
+    async def _ingest(
+        self, inbound: Inbound, port: ChatPort
+    ) -> tuple[tuple[MediaRef, ...], dict[str, Media], list[str]]:
+        """Fetch and normalise attachments under caps; every refusal becomes a note."""
+        refs: list[MediaRef] = []
+        media: dict[str, Media] = {}
+        notes: list[str] = []
+        budget = self.settings.max_turn_media_bytes
+        files = inbound.files
+        if len(files) > self.settings.max_attachments:
+            skipped = files[self.settings.max_attachments :]
+            files = files[: self.settings.max_attachments]
+            names = ", ".join(f.name for f in skipped[:5]) + ("…" if len(skipped) > 5 else "")
+            notes.append(
+                f"I only read the first {self.settings.max_attachments} attachments; "
+                f"skipped {len(skipped)}: {names}"
+            )
+        for ref in files:
+            try:
+                cap = min(self.settings.max_file_bytes, budget)
+                if ref.declared_size is not None and ref.declared_size > cap:
+                    raise FileRefused(
+                        ref.name, f"is {_mb(ref.declared_size)}; the limit is {_mb(cap)}"
+                    )
+                data = await port.fetch_file(ref, max_bytes=cap)
+                item = await normalise_async(
+                    ref.name, data, detail=self.settings.model_image_detail,
+                    limits=self.media_limits,
+                )
+            except FileRefused as exc:
+                log.info("file refused in %s: %s", inbound.key, exc)
+                notes.append(f"I couldn't use {exc.name}: {exc.reason}")
+                continue
+            budget -= len(item.data)
+            await self.store.put_media(item)
+            media[item.sha256] = item
+            refs.append(MediaRef(item.sha256, item.kind, item.name))
+        return tuple(refs), media, notes
+
+    async def _finalise_orphans(self, key: ThreadKey, port: ChatPort) -> None:
+        """Replies left 'streaming' by a dead process: we hold the lease, so they are orphans."""
+        for orphan in await self.store.streaming_messages(key):
+            log.warning("finalising orphaned reply %s in %s", orphan.id, key)
+            if orphan.platform_id:
+                limit = port.limits(key).max_chars
+                parts = split_all(orphan.text, limit - len(INTERRUPTED) - 4)
+                text = (parts[0] + "\n\n" if orphan.text.strip() and len(parts) == 1 else "")
+                try:
+                    if len(parts) == 1:
+                        await port.finish(key, orphan.platform_id, text + INTERRUPTED)
+                    else:
+                        marker = await port.post(key, INTERRUPTED, reply_to=orphan.platform_id)
+                        await port.finish(key, marker, INTERRUPTED)
+                except Exception as exc:
+                    log.warning("could not mark orphaned reply in %s: %s", key, exc)
+            await self.store.update(orphan.id, status="partial")
+
+    async def _show_failure(self, port: ChatPort, inbound: Inbound, reason: str) -> None:
+        try:
+            await port.set_status(inbound.key, None)
+            text = failure_marker(reason, partial=False)
+            message_id = await port.post(inbound.key, text, reply_to=inbound.message_id)
+            await port.finish(inbound.key, message_id, text)
+        except Exception as exc:
+            log.error("could not even report a failure in %s: %s", inbound.key, exc)
+
+
+def _chain(history: Sequence[StoredMessage], leaf: StoredMessage | None) -> list[StoredMessage]:
+    """The branch ending at leaf, oldest first (reply chains may fork)."""
+    if leaf is None:
+        return []
+    by_id = {m.id: m for m in history}
+    chain: list[StoredMessage] = []
+    node: StoredMessage | None = leaf
+    while node is not None and len(chain) <= len(history):
+        chain.append(node)
+        node = by_id.get(node.parent_id) if node.parent_id is not None else None
+    chain.reverse()
+    return [m for m in chain if m.text or m.media or m.role == "user"]
+
+
+def _cache_key(key: ThreadKey) -> str:
+    return f"tw:{key.platform}:{key.channel}:{key.root}"[:64]
+
+
+def _turn_context(inbound: Inbound) -> str:
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"(Current time: {now}. You are replying to {inbound.author_name}.)"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def _plain_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    return str(reason).splitlines()[0][:300]
+
+
+async def _quietly(aw: Awaitable[None]) -> None:
+    """Best-effort UI calls (status indicators) must never fail a turn."""
+    try:
+        await aw
+    except Exception as exc:
+        log.debug("status update failed: %s", exc)

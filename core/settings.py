@@ -68,16 +68,18 @@ class Settings(BaseSettings):
     )
     model_name: str = Field("openai/gpt-5.4-mini", alias="MODEL_NAME")
     model_api: Literal["chat", "responses"] = Field("chat", alias="MODEL_API")
-    model_reasoning_effort: (
-        Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None
-    ) = Field(None, alias="MODEL_REASONING_EFFORT")
+    model_reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = (
+        Field(None, alias="MODEL_REASONING_EFFORT")
+    )
     model_verbosity: Literal["low", "medium", "high"] | None = Field(None, alias="MODEL_VERBOSITY")
     model_max_completion_tokens: int | None = Field(
         None, alias="MODEL_MAX_COMPLETION_TOKENS", gt=0
     )
     model_temperature: float | None = Field(None, alias="MODEL_TEMPERATURE", ge=0, le=2)
     model_top_p: float | None = Field(None, alias="MODEL_TOP_P", ge=0, le=1)
-    model_extra_body: Annotated[dict[str, Any], NoDecode] = Field(default_factory=dict, alias="MODEL_EXTRA_BODY")
+    model_extra_body: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, alias="MODEL_EXTRA_BODY"
+    )
     model_image_detail: Literal["low", "high", "auto"] = Field("auto", alias="MODEL_IMAGE_DETAIL")
     model_tools: Csv = Field((), alias="MODEL_TOOLS")
     model_context_tokens: int | None = Field(None, alias="MODEL_CONTEXT_TOKENS", gt=1000)

@@ -56,9 +56,9 @@ def _cut_index(body: str, limit: int, floor: int) -> int:
         idx = window.rfind(sep)
         if idx > floor:
             cut = idx + len(sep)
-            if opening := _inline_code_open(body[:cut]) if sep == " " else None:
-                if opening > floor:
-                    return opening
+            opening = _inline_code_open(body[:cut]) if sep == " " else None
+            if opening is not None and opening > floor:
+                return opening
             return cut
     return limit
 

@@ -152,7 +152,7 @@ class ReplyStreamer:
                     await self._budgets.acquire(self._limits)
                 # Read the text only now: whatever arrived while we waited goes out too.
                 display = part.text if part.frozen else balance(part.text)
-                await self._call(part, kind, display)
+                display = await self._call(part, kind, display)
                 break
             except asyncio.CancelledError:
                 raise
@@ -176,16 +176,19 @@ class ReplyStreamer:
             except Exception as exc:  # bookkeeping must never stop the visible reply
                 log.warning("progress callback failed for %s: %s", self._key, exc)
 
-    async def _call(self, part: _Part, kind: str, display: str) -> None:
+    async def _call(self, part: _Part, kind: str, display: str) -> str:
+        """Perform one write; return the text the platform shows afterwards."""
         if kind == "post":
             previous = [p.id for p in self._parts if p.id is not None]
             reply_to = previous[-1] if previous else self._reply_to
             part.id = await self._port.post(self._key, display, reply_to=reply_to)
             self.writes += 1
             if part.frozen:
-                part.shown = display
-                await self._port.finish(self._key, part.id, display)
+                # The part may have been frozen (and grown) while the post was in flight.
+                final = part.text
+                await self._port.finish(self._key, part.id, final)
                 part.closed = True
+                return final
         elif kind == "edit":
             assert part.id is not None
             await self._port.edit(self._key, part.id, display)
@@ -196,3 +199,4 @@ class ReplyStreamer:
             if part.shown != display:
                 self.writes += 1
             part.closed = True
+        return display

@@ -79,7 +79,7 @@ class Conversation:
     core: Core
     port: MemoryPort
     model: FakeModelServer
-    key: ThreadKey = ThreadKey("memory", "team", "general", "thread-1")
+    key: ThreadKey = field(default_factory=lambda: ThreadKey("memory", "team", "general", "t1"))
     counter: int = 0
 
     async def say(
@@ -120,6 +120,8 @@ def settings_for(model: FakeModelServer, db: Path, **extra: object) -> Settings:
 
 
 @pytest_asyncio.fixture
-async def conversation(model_server: FakeModelServer, tmp_path: Path) -> AsyncIterator[Conversation]:
+async def conversation(
+    model_server: FakeModelServer, tmp_path: Path
+) -> AsyncIterator[Conversation]:
     async with open_core(settings_for(model_server, tmp_path / "t.db")) as core:
         yield Conversation(core, MemoryPort(), model_server)
