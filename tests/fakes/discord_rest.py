@@ -296,7 +296,8 @@ class Rest:
                 message_id=self.state.ids.next(), channel=channel, author=self.state.bot,
                 content=data.get("content", "") if kind == 4 else "",
                 webhook_id=self.state.bot.id, flags=flags | (LOADING if kind == 5 else 0),
-                interaction={"id": record.id, "type": 2},
+                interaction={"id": record.id, "type": 2, "user": record.user,
+                             "authorizing_integration_owners": {}},
             )
             record.original_id = message["id"]
             record.ephemeral = bool(flags & EPHEMERAL)

@@ -26,7 +26,7 @@ from tests.fakes.discord_payloads import (
     attachment_payload,
     message_payload,
 )
-from tests.fakes.discord_rest import Rest
+from tests.fakes.discord_rest import EPHEMERAL, Rest
 from tests.fakes.discord_state import EmulatorState, InteractionRecord, RateLimitHit, Write
 
 __all__ = ["DiscordServer", "Upload", "discord_server"]
@@ -184,7 +184,7 @@ class DiscordServer:
                 opts.append({"name": key, "type": ATTACHMENT_OPTION, "value": payload["id"]})
             resolved["attachments"] = payloads
         record = InteractionRecord(self.state.ids.next(), f"itoken-{self.state.ids.next()}",
-                                   channel.id, time.monotonic())
+                                   channel.id, time.monotonic(), user.payload())
         self.state.interactions[record.id] = record
         perms = self._permissions(user)
         data: Json = {
@@ -253,8 +253,13 @@ class DiscordServer:
 
     # --- what tests read ---------------------------------------------------------------
     def messages(self, channel_id: str) -> list[Json]:
-        """The channel as a person sees it now (content after edits), oldest first."""
-        return self.state.channel_messages(channel_id)
+        """The channel as everyone sees it now (content after edits), oldest first.
+
+        Ephemeral interaction responses are left out: only their invoker sees them
+        (read those with `interaction_messages`).
+        """
+        return [m for m in self.state.channel_messages(channel_id)
+                if not int(m.get("flags", 0)) & EPHEMERAL]
 
     def bot_messages(self, channel_id: str) -> list[Json]:
         return [m for m in self.messages(channel_id) if m["author"]["id"] == self.bot.id]

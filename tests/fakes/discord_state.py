@@ -57,6 +57,7 @@ class InteractionRecord:
     token: str
     channel_id: str
     created: float
+    user: Json = field(default_factory=dict)
     callbacks: list[Json] = field(default_factory=list)
     callback_at: float | None = None
     original_id: str | None = None
@@ -184,7 +185,8 @@ class EmulatorState:
         self.channels[payload["channel_id"]].message_ids.append(payload["id"])
 
     def channel_messages(self, channel_id: str) -> list[Json]:
-        return [self.messages[m] for m in self.channels[channel_id].message_ids]
+        channel = self.channels.get(channel_id)
+        return [self.messages[m] for m in channel.message_ids] if channel else []
 
     def bucket(self, name: str) -> FixedWindow:
         if name not in self.buckets:
