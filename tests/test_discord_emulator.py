@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import aiohttp
 import discord
@@ -102,7 +103,9 @@ async def test_without_the_message_content_intent_content_is_blank_unless_mentio
     assert seen[1].content.endswith("to you")
 
 
-def _collector(seen: list[discord.Message]) -> Callable[[discord.Message], Awaitable[None]]:
+def _collector(
+    seen: list[discord.Message],
+) -> Callable[[discord.Message], Coroutine[Any, Any, None]]:
     async def on_message(message: discord.Message) -> None:
         seen.append(message)
 

@@ -41,7 +41,8 @@ def bot_settings(
         "PORT": 0,
     }
     values.update(extra)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    values["_env_file"] = None
+    return Settings(**values)
 
 
 @asynccontextmanager
