@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -130,16 +131,21 @@ def test_discord_only_settings_come_from_discord_variables(
 async def test_healthz_answers_once_the_bot_is_ready_and_metrics_are_served(
     discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:
+    answered = 'threadwise_turns_total{outcome="answered",platform="discord"} 1.0'
     async with start_bot(discord_server, model_server, tmp_path) as running:
         assert running.health is not None
         base = f"http://127.0.0.1:{running.health.port}"
-        said = await discord_server.user_says(discord_server.channel_id(), "count this turn")
-        await discord_server.until(lambda: bool(discord_server.bot_messages(
-            discord_server.channel_id())))
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{base}/healthz") as health:
                 assert health.status == 200
-            async with session.get(f"{base}/metrics") as metrics:
-                body = await metrics.text()
-    assert said
-    assert 'threadwise_turns_total{outcome="answered",platform="discord"}' in body
+            await discord_server.user_says(discord_server.channel_id(), "count this turn")
+            seen: list[str] = []
+
+            async def scrape() -> None:
+                async with session.get(f"{base}/metrics") as metrics:
+                    seen.append(await metrics.text())
+
+            while answered not in (seen[-1] if seen else ""):
+                await scrape()
+                assert len(seen) < 200, "the turn never showed up in /metrics"
+                await asyncio.sleep(0.05)
