@@ -16,6 +16,7 @@ from tests.fakes.discord_harness import (
     replies_to,
     seen_texts,
     start_bot,
+    usage_reaches,
 )
 from tests.fakes.discord_server import DiscordServer, Upload
 from tests.fakes.discord_state import InteractionRecord
@@ -158,14 +159,16 @@ async def test_usage_reports_your_tokens_today_and_the_channels(
 ) -> None:
     model_server.reply("Counted.", usage={"prompt_tokens": 1000, "completion_tokens": 234})
     model_server.reply("Also counted.", usage={"prompt_tokens": 500, "completion_tokens": 66})
-    async with start_bot(discord_server, model_server, tmp_path):
+    async with start_bot(discord_server, model_server, tmp_path) as running:
         channel = discord_server.channel_id()
         mine = await discord_server.user_says(channel, "count me")
         await answer_to(discord_server, mine, "Counted.")
         bobs = await discord_server.user_says(channel, "count bob", author="bob")
         await answer_to(discord_server, bobs, "Also counted.")
+        await usage_reaches(running, 1800, channel=channel)
         record = await discord_server.invoke_command("usage")
         text = await response_text(discord_server, record)
+    assert deferred_in_time(record)
     assert "you've used **1,234** tokens" in text
     assert "This channel: **1,800** tokens" in text
     assert record.callbacks[0]["data"]["flags"] & 64

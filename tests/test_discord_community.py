@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fakes.discord_harness import answer_to, replies_to, start_bot
+from tests.fakes.discord_harness import answer_to, replies_to, start_bot, usage_reaches
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.model_server import FakeModelServer
 
@@ -16,10 +16,13 @@ async def test_quota_exhaustion_gets_a_friendly_message_and_admins_bypass_it(
 ) -> None:
     model_server.reply("First answer.", usage=USAGE)
     model_server.reply("Admin answer.", usage=USAGE)
-    async with start_bot(discord_server, model_server, tmp_path, DISCORD_DAILY_TOKEN_QUOTA=100):
+    async with start_bot(
+        discord_server, model_server, tmp_path, DISCORD_DAILY_TOKEN_QUOTA=100
+    ) as running:
         channel = discord_server.channel_id()
         first = await discord_server.user_says(channel, "question one")
         await answer_to(discord_server, first, "First answer.")
+        await usage_reaches(running, 120, user_id=discord_server.user("alice").id)
         second = await discord_server.user_says(channel, "question two")
         await discord_server.until(lambda: bool(replies_to(discord_server, second)))
         [refusal] = replies_to(discord_server, second)
@@ -41,12 +44,13 @@ async def test_too_many_requests_a_minute_get_one_friendly_warning(
     async with start_bot(discord_server, model_server, tmp_path, DISCORD_USER_RATE_PER_MIN=2):
         channel = discord_server.channel_id()
         asked = [await discord_server.user_says(channel, f"q{n}") for n in range(4)]
-        admin = [await discord_server.user_says(channel, f"admin q{n}", author="root")
+        elsewhere = discord_server.channel_id("random")  # its own write budget: a faster test
+        admin = [await discord_server.user_says(elsewhere, f"admin q{n}", author="root")
                  for n in range(3)]
         await discord_server.until(
             lambda: all(replies_to(discord_server, m) for m in (*asked[:3], *admin))
         )
-        marker = await discord_server.user_says(channel, "from bob", author="bob")
+        marker = await discord_server.user_says(elsewhere, "from bob", author="bob")
         await discord_server.until(lambda: bool(replies_to(discord_server, marker)))
     [warning] = replies_to(discord_server, asked[2])
     assert warning["content"].startswith("⏳ You're asking faster than I can keep up")

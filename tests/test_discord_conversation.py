@@ -71,6 +71,23 @@ async def test_a_reply_chain_continues_with_history_and_labelled_speakers(
     assert "Bob" in seen.split("what is her name?")[0][-60:], "the speaker is labelled"
 
 
+async def test_people_replying_to_each_other_in_a_chain_are_left_alone(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    async with start_bot(discord_server, model_server, tmp_path):
+        channel = discord_server.channel_id()
+        first = await discord_server.user_says(channel, "question for the bot")
+        await discord_server.until(lambda: bool(replies_to(discord_server, first)))
+        aside = await discord_server.user_says(
+            channel, "good question, Alice", author="bob", mentions_bot=False, reply_to=first
+        )
+        plain = await discord_server.user_says(channel, "just chatting", mentions_bot=False)
+        marker = await discord_server.user_says(channel, "now for you, bot")
+        await discord_server.until(lambda: bool(replies_to(discord_server, marker)))
+    assert replies_to(discord_server, aside) == [] and replies_to(discord_server, plain) == []
+    assert len(model_server.requests) == 2
+
+
 async def test_replying_to_an_earlier_message_forks_a_branch(
     discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:
@@ -181,6 +198,23 @@ async def test_an_oversized_attachment_is_refused_before_download_with_a_warning
     assert "holiday-video.png" in reply["content"]
     assert discord_server.cdn_requests == []
     assert image_urls(model_server.requests[-1].body) == []
+
+
+async def test_an_unsupported_file_gets_a_warning_naming_it(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.reply("Here is what I can say.")
+    async with start_bot(discord_server, model_server, tmp_path):
+        archive = Upload("backup.zip", b"PK\x03\x04" + b"\x00" * 64, "application/zip")
+        said = await discord_server.user_says(
+            discord_server.channel_id(), "what is inside?", attachments=[archive]
+        )
+        await discord_server.until(
+            lambda: any("Here is what I can say." in m["content"]
+                        for m in replies_to(discord_server, said))
+        )
+    [reply] = replies_to(discord_server, said)
+    assert "backup.zip" in reply["content"]
 
 
 async def test_a_model_failure_midway_leaves_partial_text_and_a_clear_marker(

@@ -83,6 +83,7 @@ async def test_without_the_message_content_intent_content_is_blank_unless_mentio
 ) -> None:
     async with connected_client(discord_server):
         assert discord_server.identify_payloads[0]["intents"] & (1 << 15)
+        assert discord_server.gateway.heartbeats >= 1, "discord.py beats right after HELLO"
     # A client that did not ask for the intent sees empty content for unaddressed messages.
     intents = discord.Intents.default()
     bare = discord.Client(intents=intents, guild_ready_timeout=0.05)

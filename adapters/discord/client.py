@@ -155,10 +155,14 @@ class ThreadwiseBot(discord.Client):
             message.channel, discord.TextChannel
         ):
             title = conv.text.splitlines()[0][:THREAD_NAME_CHARS] if conv.text.strip() else ""
-            thread = await message.create_thread(
-                name=title or f"Conversation with {speaker_name(message.author)}"
-            )
-            key = thread_key(thread.guild.id, thread.id)
+            try:
+                thread = await message.create_thread(
+                    name=title or f"Conversation with {speaker_name(message.author)}"
+                )
+                key = thread_key(thread.guild.id, thread.id)
+            except discord.HTTPException as exc:
+                # e.g. no Create Public Threads permission: answer in the channel instead.
+                log.warning("could not open a thread for %s: %s", message.id, exc)
         files = tuple(self.attachments.add(a) for a in message.attachments)
         inbound = Inbound(
             key=key,

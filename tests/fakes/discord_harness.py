@@ -135,3 +135,16 @@ async def answer_to(server: DiscordServer, message_id: str, text: str) -> dict[s
     """Wait until the bot's reply to message_id shows exactly `text`; return that message."""
     await server.until(lambda: any(m["content"] == text for m in replies_to(server, message_id)))
     return next(m for m in replies_to(server, message_id) if m["content"] == text)
+
+
+async def usage_reaches(
+    running: RunningDiscord, total: int, *, user_id: str | None = None,
+    channel: str | None = None,
+) -> None:
+    """Wait until recorded usage reaches total (a turn records it just after its last write)."""
+    for _ in range(250):
+        usage = await running.core.service.usage(since=0, user_id=user_id, channel=channel)
+        if usage.total >= total:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"usage never reached {total} tokens")
