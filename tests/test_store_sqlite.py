@@ -179,6 +179,30 @@ async def test_a_write_lock_held_past_busy_timeout_gives_a_clear_error(db_path: 
         await store.close()
 
 
+async def test_a_turn_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
+    db_path: Path,
+) -> None:
+    store = await open_sqlite(url_for(db_path), busy_timeout_ms=3000)
+    other = sqlite3.connect(db_path, isolation_level=None, timeout=2)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(store.append(said("never written")))
+        await asyncio.sleep(0.2)  # the append now waits inside SQLite for the lock
+        waiting.cancel()
+        other.execute("COMMIT")  # the lock frees just as the turn is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+        await store.append(said("next turn"))
+        other.execute("BEGIN IMMEDIATE")  # fails if the store kept a transaction open
+        other.execute("COMMIT")
+        texts = [row[0] for row in other.execute("SELECT text FROM messages")]
+        assert texts == ["next turn"]
+    finally:
+        other.close()
+        await store.close()
+
+
 # Runs in a child process: the parent stays root-proof (root ignores file modes).
 OPEN_AND_REPORT = """
 import asyncio, sys

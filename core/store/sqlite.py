@@ -12,7 +12,12 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    asynccontextmanager,
+    contextmanager,
+    suppress,
+)
 from typing import Any, cast
 
 import aiosqlite
@@ -134,13 +139,23 @@ class SQLiteStore:
         fail half-way on a lock upgrade; waits up to busy_timeout for other writers."""
         async with self._lock:
             with self._errors():
-                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    await self._db.execute("BEGIN IMMEDIATE")
+                except asyncio.CancelledError:
+                    # aiosqlite still runs the BEGIN in its thread: undo it, or the
+                    # next task's statements would land in a transaction nobody ends.
+                    await asyncio.shield(self._rollback())
+                    raise
                 try:
                     yield self._db
                 except BaseException:
-                    await self._db.execute("ROLLBACK")
+                    await asyncio.shield(self._rollback())
                     raise
                 await self._db.execute("COMMIT")
+
+    async def _rollback(self) -> None:
+        with suppress(sqlite3.Error):  # e.g. SQLite already rolled back after an I/O error
+            await self._db.execute("ROLLBACK")
 
     async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """One statement in autocommit mode (a write here is atomic on its own)."""
