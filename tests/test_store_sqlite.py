@@ -203,6 +203,26 @@ async def test_a_turn_cancelled_while_waiting_for_the_lock_leaves_no_transaction
         await store.close()
 
 
+async def test_a_lease_wait_cancelled_mid_take_does_not_leave_the_lease_taken(
+    db_path: Path,
+) -> None:
+    store = await open_sqlite(url_for(db_path), busy_timeout_ms=3000)
+    other = sqlite3.connect(db_path, isolation_level=None, timeout=2)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        taking = asyncio.create_task(_enter_and_leave(store, "thread:x", ttl_s=60))
+        await asyncio.sleep(0.2)  # the take now waits inside SQLite for the write lock
+        taking.cancel()
+        other.execute("COMMIT")  # ...and lands just as its turn is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await taking
+
+        assert await store.try_acquire_lease("thread:x", "next-turn", 60)
+    finally:
+        other.close()
+        await store.close()
+
+
 # Runs in a child process: the parent stays root-proof (root ignores file modes).
 OPEN_AND_REPORT = """
 import asyncio, sys
@@ -297,6 +317,6 @@ async def test_leases_exclude_each_other_across_processes_sharing_the_file(
         await store.close()
 
 
-async def _enter_and_leave(store: SQLiteStore, name: str) -> None:
-    async with store.lease(name, 5):
+async def _enter_and_leave(store: SQLiteStore, name: str, ttl_s: float = 5) -> None:
+    async with store.lease(name, ttl_s):
         pass

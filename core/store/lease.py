@@ -96,7 +96,14 @@ async def hold_lease(
     delay = MIN_POLL_S
     while True:
         seen = waiters.generation
-        if await rows.try_acquire_lease(name, token, ttl_s):
+        try:
+            acquired = await rows.try_acquire_lease(name, token, ttl_s)
+        except asyncio.CancelledError:
+            # The take may still land after we stop waiting for it; free it again
+            # rather than block the thread for a whole TTL.
+            await asyncio.shield(_release(rows, waiters, name, token))
+            raise
+        if acquired:
             break
         await waiters.wait(seen, delay)
         delay = min(delay * 1.5, MAX_POLL_S)
