@@ -42,12 +42,15 @@ class Gateway:
         self.sessions: dict[str, Session] = {}
         self.heartbeats = 0
         self.resumes: list[str] = []
+        self.dispatched: list[tuple[str, Json]] = []  # every event, as sent
         self.identified = asyncio.Event()
         self.resumed = asyncio.Event()
 
     # --- sending -------------------------------------------------------------
     async def dispatch(self, event: str, data: Json) -> None:
         """Send an event to every session (buffered for resume while disconnected)."""
+        self.dispatched.append((event, data))
+        del self.dispatched[:-EVENT_LOG_LIMIT]
         for session in list(self.sessions.values()):
             entry = session.record(event, self._for_session(session, event, data))
             await self._send_event(session, entry)
