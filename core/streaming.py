@@ -186,6 +186,9 @@ class ReplyStreamer:
             if part.frozen:
                 # The part may have been frozen (and grown) while the post was in flight.
                 final = part.text
+                if final != display:  # a real second write: it needs its own budget
+                    await self._budgets.acquire(self._limits)
+                    self.writes += 1
                 await self._port.finish(self._key, part.id, final)
                 part.closed = True
                 return final
