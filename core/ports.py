@@ -13,6 +13,7 @@ from core.types import (
     NewMessage,
     StoredMessage,
     ThreadKey,
+    ToolExchange,
     Usage,
 )
 
@@ -97,6 +98,7 @@ class HistoryStore(Protocol):
         text: str | None = None,
         status: MessageStatus | None = None,
         platform_id: str | None = None,
+        tools: tuple[ToolExchange, ...] | None = None,
     ) -> None: ...
 
     async def load_thread(self, key: ThreadKey) -> list[StoredMessage]:

@@ -197,7 +197,8 @@ class ConversationService:
             await _quietly(port.set_status(key, None))
         ids = await streamer.finish()
         await self.store.update(
-            reply.id, text=model_text, status=status, platform_id=ids[0] if ids else None
+            reply.id, text=model_text, status=status, platform_id=ids[0] if ids else None,
+            tools=tuple(tools) if tools else None,
         )
         for extra in ids[1:]:
             if extra not in saved:

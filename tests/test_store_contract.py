@@ -378,3 +378,12 @@ async def test_a_cancelled_holder_still_frees_the_lease(store: AnyStore) -> None
         await task
     async with asyncio.timeout(5):
         await _enter_and_leave(store, "thread:a")
+
+
+async def test_update_records_tool_exchanges_on_a_reply(store: HistoryStore) -> None:
+    key = ThreadKey("t", "s", "c", "tools")
+    reply = await store.append(NewMessage(key, "assistant", "bot", "bot", "", status="streaming"))
+    exchange = ToolExchange("call_9", "current_time", '{"timezone": null}', "12:00 UTC")
+    await store.update(reply.id, text="It is noon.", status="complete", tools=(exchange,))
+    (loaded,) = await store.load_thread(key)
+    assert loaded.tools == (exchange,) and loaded.text == "It is noon."

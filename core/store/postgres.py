@@ -27,6 +27,7 @@ from core.types import (
     NewMessage,
     StoredMessage,
     ThreadKey,
+    ToolExchange,
     Usage,
 )
 
@@ -224,11 +225,13 @@ class PostgresStore:
         text: str | None = None,
         status: MessageStatus | None = None,
         platform_id: str | None = None,
+        tools: tuple[ToolExchange, ...] | None = None,
     ) -> None:
         changes = {
             "text": None if text is None else _text(text),
             "status": status,
             "platform_id": platform_id,
+            "tools": None if tools is None else encode_tools(tools),
         }
         sets = {column: value for column, value in changes.items() if value is not None}
         if not sets:

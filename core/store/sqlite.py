@@ -40,6 +40,7 @@ from core.types import (
     NewMessage,
     StoredMessage,
     ThreadKey,
+    ToolExchange,
     Usage,
 )
 
@@ -249,8 +250,14 @@ class SQLiteStore:
         text: str | None = None,
         status: MessageStatus | None = None,
         platform_id: str | None = None,
+        tools: tuple[ToolExchange, ...] | None = None,
     ) -> None:
-        changes = {"text": text, "status": status, "platform_id": platform_id}
+        changes = {
+            "text": text,
+            "status": status,
+            "platform_id": platform_id,
+            "tools": None if tools is None else encode_tools(tools),
+        }
         sets = {column: value for column, value in changes.items() if value is not None}
         if not sets:
             return
