@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
     threadwise_config: str | None = Field(None, alias="THREADWISE_CONFIG")
 
+    # --- several processes (not part of the contract) ------------------------
+    # How long a thread's lease outlives a process that died holding it; a live
+    # holder renews it every third of this. Lower it only with a reason (tests).
+    lease_ttl_s: float = Field(30.0, alias="THREADWISE_LEASE_TTL_S", gt=0)
+    # How often to look for replies left 'streaming' by a dead process in threads
+    # nobody writes in any more (and once at start-up); 0 turns the sweeper off.
+    orphan_sweep_s: float = Field(60.0, alias="THREADWISE_ORPHAN_SWEEP_S", ge=0)
+
     # --- limits (sane defaults; not part of the contract) -------------------
     max_attachments: int = Field(8, alias="MAX_ATTACHMENTS", ge=0)
     max_file_bytes: int = Field(20 * 1024 * 1024, alias="MAX_FILE_BYTES", gt=0)
