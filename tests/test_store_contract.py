@@ -387,3 +387,61 @@ async def test_update_records_tool_exchanges_on_a_reply(store: HistoryStore) -> 
     await store.update(reply.id, text="It is noon.", status="complete", tools=(exchange,))
     (loaded,) = await store.load_thread(key)
     assert loaded.tools == (exchange,) and loaded.text == "It is noon."
+
+
+async def test_orphan_candidates_are_old_streaming_replies_of_one_platform(
+    store: AnyStore,
+) -> None:
+    question = await store.append(said("question"))
+    stuck = await store.append(said("half", role="assistant", status="streaming",
+                                    parent_id=question.id))
+    elsewhere = await store.append(said("half too", OTHER_ROOT, role="assistant",
+                                        status="streaming"))
+    finished = await store.append(said("done", role="assistant", status="streaming"))
+    await store.update(finished.id, status="complete")
+    await store.append(said("a discord reply", OTHER_PLATFORM, role="assistant",
+                            status="streaming"))
+
+    assert await store.orphan_candidates("slack", 60) == []  # all younger than a minute
+    await asyncio.sleep(0.05)
+    found = await store.orphan_candidates("slack", 0.01)
+    assert [m.id for m in found] == [stuck.id, elsewhere.id]
+    assert found[1].key == OTHER_ROOT and found[0].text == "half"
+
+    await store.update(stuck.id, status="partial")  # finalised: no longer a candidate
+    assert [m.id for m in await store.orphan_candidates("slack", 0.01)] == [elsewhere.id]
+    assert [m.key for m in await store.orphan_candidates("discord", 0.01)] == [OTHER_PLATFORM]
+
+
+async def test_a_database_from_before_the_orphan_index_is_upgraded_in_place(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.store import postgres as pg_module
+    from core.store import sqlite as sqlite_module
+
+    module = sqlite_module if store_url.startswith("sqlite") else pg_module
+    current = module.MIGRATIONS
+    monkeypatch.setattr(module, "MIGRATIONS", current[:1])  # a threadwise of schema v1
+    old = await open_store(store_url)
+    await old.append(said("left streaming by v1", role="assistant", status="streaming"))
+    await old.close()
+
+    monkeypatch.setattr(module, "MIGRATIONS", current)
+    upgraded = await open_store(store_url)
+    try:
+        await asyncio.sleep(0.05)
+        [orphan] = await upgraded.orphan_candidates("slack", 0.01)
+        assert orphan.text == "left streaming by v1"
+        if isinstance(upgraded, SQLiteStore):
+            rows = await upgraded._fetch("PRAGMA user_version")
+            index = await upgraded._fetch(
+                "SELECT 1 FROM sqlite_master WHERE name = 'messages_streaming'")
+        else:
+            rows = await upgraded._fetch("SELECT MAX(version) FROM schema_version")
+            index = await upgraded._fetch(
+                "SELECT 1 FROM pg_indexes WHERE indexname = 'messages_streaming' "
+                "AND schemaname = current_schema()")
+        assert rows[0][0] == len(current) >= 2
+        assert len(index) == 1, "the sweeper's partial index was created"
+    finally:
+        await upgraded.close()

@@ -3,6 +3,18 @@
 A backend supplies three atomic row operations (take, renew, release — each
 matching on the holder's random token); this module adds waiting, the `Lease`
 handle the core sees, and background renewal while the lease is held.
+
+Fencing, and why there is no separate per-thread sequence number. A turn passes
+its lease token to `append()`, which checks that the token still holds the lease
+in the same transaction as the insert (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+lease row read FOR SHARE, which a takeover's upsert must wait for). The thread's
+lease row is its sequence point: every acquisition writes a fresh random token
+into that one row, so "my token is still there" is a compare-and-set on the
+thread's current generation, and a stale holder's append fails with StaleLease
+exactly as a CAS on a counter would. A counter would add only an *order* between
+holders, which nothing compares; we only ever ask "is the writer the current
+holder". A lease that expired but was not yet taken over still accepts its
+holder's writes: nobody else has written, so nothing is lost or interleaved.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from core.types import (
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 60.0  # how often first_sighting also deletes expired keys
+ORPHAN_BATCH = 100  # orphan candidates returned per call (a sweep takes them in turn)
 
 _THREAD = "platform = $1 AND space = $2 AND channel = $3 AND root = $4"
 _AFTER_RESET = f"id > COALESCE((SELECT after_id FROM thread_resets WHERE {_THREAD}), 0)"
@@ -198,7 +199,8 @@ class PostgresStore:
             async with self._pool.acquire() as conn, conn.transaction():
                 if lease_token is not None:
                     # Compare-and-set: FOR SHARE holds the lease row until we commit,
-                    # so a takeover lands entirely before (we fail) or after us.
+                    # so a takeover lands entirely before (we fail) or after us
+                    # (why a token and not a sequence number: core/store/lease.py).
                     held = await conn.fetchval(
                         "SELECT 1 FROM leases WHERE token = $1 FOR SHARE", lease_token
                     )
@@ -298,6 +300,14 @@ class PostgresStore:
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {_THREAD} "
             "AND status = 'streaming' ORDER BY id",
             *_thread(key),
+        )
+        return [message_from_row(row) for row in rows]
+
+    async def orphan_candidates(self, platform: str, older_than_s: float) -> list[StoredMessage]:
+        rows = await self._read(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'streaming' "
+            "AND platform = $1 AND created_at < $2 ORDER BY created_at LIMIT $3",
+            platform, time.time() - older_than_s, ORPHAN_BATCH,
         )
         return [message_from_row(row) for row in rows]
 

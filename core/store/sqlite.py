@@ -47,6 +47,7 @@ from core.types import (
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 60.0  # how often first_sighting also deletes expired keys
+ORPHAN_BATCH = 100  # orphan candidates returned per call (a sweep takes them in turn)
 
 _THREAD = "platform = ? AND space = ? AND channel = ? AND root = ?"
 _AFTER_RESET = f"id > COALESCE((SELECT after_id FROM thread_resets WHERE {_THREAD}), 0)"
@@ -215,7 +216,8 @@ class SQLiteStore:
             async with self._transaction() as db:
                 if lease_token is not None:
                     # Compare-and-set: the check and the insert share one write
-                    # transaction, so a takeover lands entirely before or after.
+                    # transaction, so a takeover lands entirely before or after
+                    # (why a token and not a sequence number: core/store/lease.py).
                     held = await db.execute_fetchall(
                         "SELECT 1 FROM leases WHERE token = ?", (lease_token,)
                     )
@@ -327,6 +329,14 @@ class SQLiteStore:
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {_THREAD} "
             "AND status = 'streaming' ORDER BY id",
             _thread(key),
+        )
+        return [message_from_row(row) for row in rows]
+
+    async def orphan_candidates(self, platform: str, older_than_s: float) -> list[StoredMessage]:
+        rows = await self._fetch(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE status = 'streaming' "
+            "AND platform = ? AND created_at < ? ORDER BY created_at LIMIT ?",
+            (platform, time.time() - older_than_s, ORPHAN_BATCH),
         )
         return [message_from_row(row) for row in rows]
 

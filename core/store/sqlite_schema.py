@@ -88,4 +88,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX usage_by_channel ON usage (channel, at)",
         "CREATE INDEX usage_by_user ON usage (user_id, at)",
     ),
+    # 2: the orphan sweeper finds replies left 'streaming' without scanning history
+    # (a partial index: it holds only the few rows mid-stream right now).
+    (
+        "CREATE INDEX messages_streaming ON messages (platform, created_at) "
+        "WHERE status = 'streaming'",
+    ),
 )
