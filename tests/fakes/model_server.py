@@ -17,7 +17,7 @@ import json
 import signal
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ class FakeModelServer:
     requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     schema_errors: list[str] = field(default_factory=list)
     _scripts: deque[Script] = field(default_factory=deque, repr=False)
+    # With an empty queue: build the reply text from the request body (None = echo).
+    responder: Callable[[dict[str, Any]], str] | None = field(default=None, repr=False)
     _runner: web.AppRunner | None = field(default=None, repr=False)
 
     # --- scripting --------------------------------------------------------------------
@@ -83,6 +85,14 @@ class FakeModelServer:
         """
         self._scripts.append(Reply(text, sse_.scripted_calls(tool_calls), ttft_s,
                                    tokens_per_s, usage, finish_reason))
+
+    def respond_with(self, responder: Callable[[dict[str, Any]], str] | None) -> None:
+        """Answer every request the queue does not script with responder(body) (None: echo).
+
+        For tests whose replies depend on what was asked (e.g. which messages a summary
+        call saw); scripted replies still come first.
+        """
+        self.responder = responder
 
     def fail(self, status: int, body: dict[str, Any] | None = None,
              headers: dict[str, str] | None = None) -> None:
@@ -177,6 +187,8 @@ class FakeModelServer:
     def _next_script(self, body: dict[str, Any]) -> Script:
         if self._scripts:
             return self._scripts.popleft()
+        if self.responder is not None:
+            return Reply(self.responder(body))
         return Reply("echo: " + sse_.last_user_text(body), ttft_s=self.echo_ttft_s,
                      tokens_per_s=self.echo_tokens_per_s)
 
