@@ -162,6 +162,9 @@ class SlackBot:
             process_before_response=True,
             logger=logging.getLogger("threadwise.slack.bolt"),
         )
+        # Bolt logs the whole raw body of every badly signed request at INFO; we log
+        # the rejection ourselves (adapters/slack/http.py) without the body.
+        logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
         handler = self.handler
         assert handler is not None
         metrics = self.metrics
