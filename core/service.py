@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.context import assemble
@@ -21,10 +21,10 @@ from core.model.types import (
     ToolRound,
     UsageReport,
 )
+from core.orphans import OrphanSweeper, finalise_orphans
 from core.pacing import WriteBudgets
 from core.ports import ChatPort, FileRefused, Store
 from core.settings import Settings
-from core.splitting import split_all
 from core.streaming import ReplyStreamer
 from core.tokens import Tokenizer
 from core.types import (
@@ -42,9 +42,7 @@ from core.types import (
 log = logging.getLogger(__name__)
 
 DEDUPE_TTL_S = 24 * 3600
-LEASE_TTL_S = 30.0
 THINKING = "is thinking…"
-INTERRUPTED = "⚠️ _This reply was interrupted (the bot restarted) and is incomplete._"
 
 
 def failure_marker(reason: str, *, partial: bool) -> str:
@@ -81,6 +79,10 @@ class ConversationService:
         self.tokenizer = tokenizer or Tokenizer()
         self.budgets = budgets or WriteBudgets()
         self.media_limits = MediaLimits(max_input_bytes=settings.max_file_bytes)
+        self.orphans = OrphanSweeper(
+            store, lease_name=thread_lease, lease_ttl_s=settings.lease_ttl_s,
+            every_s=settings.orphan_sweep_s,
+        )
 
     # -- public API used by adapters ------------------------------------------------
 
@@ -96,8 +98,8 @@ class ConversationService:
                 log.info("duplicate delivery of %s in %s ignored", inbound.message_id, key)
                 self.metrics.turns.labels(key.platform, "duplicate").inc()
                 return TurnOutcome("duplicate")
-            async with self.store.lease(f"thread:{key}", LEASE_TTL_S) as lease:
-                await self._finalise_orphans(key, port)
+            async with self.store.lease(thread_lease(key), self.settings.lease_ttl_s) as lease:
+                await finalise_orphans(self.store, key, port)
                 outcome = await self._turn(inbound, port, lease.token)
         except asyncio.CancelledError:
             raise
@@ -124,6 +126,13 @@ class ConversationService:
         self, *, since: float, channel: str | None = None, user_id: str | None = None
     ) -> Usage:
         return await self.store.usage_since(since=since, channel=channel, user_id=user_id)
+
+    async def run_orphan_sweeper(
+        self, port: ChatPort, *, platform: str, owns: Callable[[ThreadKey], bool] | None = None
+    ) -> None:
+        """Finalise replies dead processes left streaming, at start-up and every
+        THREADWISE_ORPHAN_SWEEP_S, until cancelled (adapters run it as a task)."""
+        await self.orphans.run(port, platform=platform, owns=owns)
 
     # -- one turn -----------------------------------------------------------------
 
@@ -284,24 +293,6 @@ class ConversationService:
             refs.append(MediaRef(item.sha256, item.kind, item.name))
         return tuple(refs), media, notes
 
-    async def _finalise_orphans(self, key: ThreadKey, port: ChatPort) -> None:
-        """Replies left 'streaming' by a dead process: we hold the lease, so they are orphans."""
-        for orphan in await self.store.streaming_messages(key):
-            log.warning("finalising orphaned reply %s in %s", orphan.id, key)
-            if orphan.platform_id:
-                limit = port.limits(key).max_chars
-                parts = split_all(orphan.text, limit - len(INTERRUPTED) - 4)
-                text = (parts[0] + "\n\n" if orphan.text.strip() and len(parts) == 1 else "")
-                try:
-                    if len(parts) == 1:
-                        await port.finish(key, orphan.platform_id, text + INTERRUPTED)
-                    else:
-                        marker = await port.post(key, INTERRUPTED, reply_to=orphan.platform_id)
-                        await port.finish(key, marker, INTERRUPTED)
-                except Exception as exc:
-                    log.warning("could not mark orphaned reply in %s: %s", key, exc)
-            await self.store.update(orphan.id, status="partial")
-
     async def _show_failure(self, port: ChatPort, inbound: Inbound, reason: str) -> None:
         try:
             await port.set_status(inbound.key, None)
@@ -310,6 +301,11 @@ class ConversationService:
             await port.finish(inbound.key, message_id, text)
         except Exception as exc:
             log.error("could not even report a failure in %s: %s", inbound.key, exc)
+
+
+def thread_lease(key: ThreadKey) -> str:
+    """The lease that serialises turns in one thread, across every process."""
+    return f"thread:{key}"
 
 
 def _chain(history: Sequence[StoredMessage], leaf: StoredMessage | None) -> list[StoredMessage]:

@@ -1,0 +1,104 @@
+"""Replies a dead process left 'streaming': finalise them so they never look alive.
+
+A turn holds its thread's lease from before its reply row exists until after the
+reply is final, so whoever holds that lease and still finds a 'streaming' reply
+knows it is an orphan (its writer died or was cut off). Two paths reach them:
+- the next turn in the thread, under its lease (ConversationService.handle);
+- the sweeper, for threads where nobody writes again: at start-up and then
+  periodically it takes each candidate thread's lease *without waiting* (a held
+  lease means a live turn, which cleans up itself) and finalises what it finds.
+Several processes may sweep at once: the lease lets one in per thread, and the
+status is re-read under it, so an orphan is finalised once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+from core.ports import ChatPort, Store
+from core.splitting import split_all
+from core.types import ThreadKey
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "⚠️ _This reply was interrupted (the bot restarted) and is incomplete._"
+# How long the sweeper tries for a thread's lease; longer means a live turn holds it.
+TAKE_WAIT_S = 0.3
+
+
+async def finalise_orphans(store: Store, key: ThreadKey, port: ChatPort) -> int:
+    """Mark this thread's 'streaming' replies interrupted; call only under its lease."""
+    orphans = await store.streaming_messages(key)
+    for orphan in orphans:
+        log.warning("finalising orphaned reply %s in %s", orphan.id, key)
+        if orphan.platform_id:
+            limit = port.limits(key).max_chars
+            parts = split_all(orphan.text, limit - len(INTERRUPTED) - 4)
+            text = parts[0] + "\n\n" if orphan.text.strip() and len(parts) == 1 else ""
+            try:
+                if len(parts) == 1:
+                    # finish() on a message this process never opened: the port ends a
+                    # native stream left open by the dead process, then rewrites it.
+                    await port.finish(key, orphan.platform_id, text + INTERRUPTED)
+                else:
+                    marker = await port.post(key, INTERRUPTED, reply_to=orphan.platform_id)
+                    await port.finish(key, marker, INTERRUPTED)
+            except Exception as exc:
+                log.warning("could not mark orphaned reply in %s: %s", key, exc)
+        await store.update(orphan.id, status="partial")
+    return len(orphans)
+
+
+class OrphanSweeper:
+    """Finds orphans in threads with no new message; see the module docstring."""
+
+    def __init__(
+        self, store: Store, *, lease_name: Callable[[ThreadKey], str], lease_ttl_s: float,
+        every_s: float,
+    ) -> None:
+        self._store = store
+        self._lease_name = lease_name
+        self._ttl_s = lease_ttl_s
+        self._every_s = every_s
+
+    async def sweep(
+        self, port: ChatPort, *, platform: str, owns: Callable[[ThreadKey], bool] | None = None
+    ) -> int:
+        """One pass over this platform's candidates; returns how many replies it finalised.
+
+        Only replies older than one lease TTL are candidates: a younger one's lease
+        may still be held by its dead writer, so trying it now would only wait.
+        owns() limits the pass to threads this port can write in (e.g. one workspace).
+        """
+        candidates = await self._store.orphan_candidates(platform, self._ttl_s)
+        keys = dict.fromkeys(m.key for m in candidates if owns is None or owns(m.key))
+        finalised = 0
+        for key in keys:
+            async with AsyncExitStack() as held:
+                try:
+                    async with asyncio.timeout(TAKE_WAIT_S):
+                        await held.enter_async_context(
+                            self._store.lease(self._lease_name(key), self._ttl_s)
+                        )
+                except TimeoutError:
+                    continue  # a live turn holds the thread and finalises orphans itself
+                finalised += await finalise_orphans(self._store, key, port)
+        return finalised
+
+    async def run(
+        self, port: ChatPort, *, platform: str, owns: Callable[[ThreadKey], bool] | None = None
+    ) -> None:
+        """Sweep now and then every `every_s` until cancelled (every_s <= 0: never)."""
+        if self._every_s <= 0:
+            return
+        while True:
+            try:
+                finalised = await self.sweep(port, platform=platform, owns=owns)
+                if finalised:
+                    log.info("orphan sweep finalised %d %s repl(ies)", finalised, platform)
+            except Exception:  # a database blip must not end the sweeper
+                log.warning("orphan sweep failed; retrying later", exc_info=True)
+            await asyncio.sleep(self._every_s)

@@ -1,0 +1,110 @@
+"""Replies a dead process left 'streaming' are finalised with a visible marker: by the
+next turn in their thread, or by the sweeper when the thread stays quiet."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bots.compose import Core, open_core
+from core.orphans import INTERRUPTED
+from core.service import thread_lease
+from core.types import NewMessage, ThreadKey
+from tests.fakes.chat_port import Conversation, MemoryPort, settings_for
+from tests.fakes.model_server import FakeModelServer
+
+TTL_S = 0.3  # a short lease TTL, so a dead holder's lease expires within the test
+
+
+@pytest.fixture
+async def core(model_server: FakeModelServer, tmp_path: Path) -> AsyncIterator[Core]:
+    settings = settings_for(model_server, tmp_path / "t.db", THREADWISE_LEASE_TTL_S=TTL_S,
+                            THREADWISE_ORPHAN_SWEEP_S=0.05)
+    async with open_core(settings) as opened:
+        yield opened
+
+
+async def died_mid_reply(core: Core, port: MemoryPort, key: ThreadKey, shown: str) -> int:
+    """What a process killed mid-stream leaves: a question, a reply row still 'streaming'
+    whose text and platform message were saved as it streamed, and its lease row."""
+    question = await core.store.append(NewMessage(key, "user", "u1", "Ada", "explain leases"))
+    reply = await core.store.append(NewMessage(
+        key, "assistant", "threadwise", "threadwise", "", parent_id=question.id,
+        status="streaming",
+    ))
+    platform_id = f"dead-{reply.id}"
+    port.messages[platform_id] = shown
+    await core.store.update(reply.id, text=shown, platform_id=platform_id)
+    assert await core.store.try_acquire_lease(thread_lease(key), f"dead-{key.root}", TTL_S)
+    return reply.id
+
+
+async def status_of(core: Core, key: ThreadKey, message_id: int) -> str:
+    return next(m.status for m in await core.store.load_thread(key) if m.id == message_id)
+
+
+async def test_the_next_turn_marks_the_orphan_and_then_answers(
+    core: Core, model_server: FakeModelServer
+) -> None:
+    talk = Conversation(core, MemoryPort(), model_server)
+    orphan = await died_mid_reply(core, talk.port, talk.key, "Leases are rows that")
+
+    model_server.reply("Yes, still here.")
+    shown = await talk.say("are you still there?")  # waits out the dead holder's lease
+
+    assert talk.port.messages[f"dead-{orphan}"] == f"Leases are rows that\n\n{INTERRUPTED}"
+    assert await status_of(core, talk.key, orphan) == "partial"
+    assert shown == "Yes, still here."
+    # The model saw the interrupted half-answer as history, not as a finished one.
+    assert "Leases are rows that" in str(model_server.requests[-1].body)
+
+
+async def test_the_sweeper_marks_an_orphan_in_a_quiet_thread(core: Core) -> None:
+    port = MemoryPort()
+    key = ThreadKey("memory", "team", "general", "quiet")
+    orphan = await died_mid_reply(core, port, key, "Half an answ")
+    await asyncio.sleep(TTL_S + 0.05)  # the dead holder's lease has expired
+
+    assert await core.service.orphans.sweep(port, platform="memory") == 1
+
+    assert port.messages[f"dead-{orphan}"] == f"Half an answ\n\n{INTERRUPTED}"
+    assert await status_of(core, key, orphan) == "partial"
+    assert await core.service.orphans.sweep(port, platform="memory") == 0  # once only
+
+
+async def test_the_sweeper_leaves_a_reply_whose_turn_is_alive(core: Core) -> None:
+    port = MemoryPort()
+    key = ThreadKey("memory", "team", "general", "busy")
+    reply = await died_mid_reply(core, port, key, "Still typ")
+    await asyncio.sleep(TTL_S + 0.05)
+    async with core.store.lease(thread_lease(key), 30):  # a live turn holds the thread
+        assert await core.service.orphans.sweep(port, platform="memory") == 0
+        assert port.messages[f"dead-{reply}"] == "Still typ"
+        assert await status_of(core, key, reply) == "streaming"
+
+
+async def test_the_sweeper_task_only_touches_threads_it_owns(core: Core) -> None:
+    port = MemoryPort()
+    mine = ThreadKey("memory", "team", "general", "mine")
+    theirs = ThreadKey("memory", "other-team", "general", "theirs")
+    my_orphan = await died_mid_reply(core, port, mine, "Mine")
+    their_orphan = await died_mid_reply(core, port, theirs, "Theirs")
+
+    sweeper = asyncio.create_task(core.service.run_orphan_sweeper(
+        port, platform="memory", owns=lambda key: key.space == "team"
+    ))
+    try:
+        for _ in range(500):  # the first pass runs at once, then every 0.05 s
+            if await status_of(core, mine, my_orphan) == "partial":
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+
+    assert port.messages[f"dead-{my_orphan}"].endswith(INTERRUPTED)
+    assert port.messages[f"dead-{their_orphan}"] == "Theirs"
+    assert await status_of(core, theirs, their_orphan) == "streaming"
