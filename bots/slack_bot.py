@@ -62,10 +62,20 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         except SlackStartupError as exc:
             await bot.aclose()
             raise ConfigError(str(exc)) from None
+        # Replies other (dead) processes left streaming, in this workspace only.
+        team = bot.handler.me.team_id if bot.handler is not None else ""
+        sweeper = asyncio.create_task(
+            core.service.run_orphan_sweeper(
+                bot.port, platform="slack", owns=lambda key: key.space == team
+            ),
+            name="slack-orphan-sweeper",
+        )
         try:
             await stop.wait()
             log.info("stopping the Slack bot")
         finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
             await bot.aclose(grace_s=SHUTDOWN_GRACE_S)
 
 
