@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.slack_conversations import Conversations
 from tests.fakes.slack_state import Message, WorkspaceState
 
 TEXT_LIMIT = 4_000  # chat.postMessage / chat.update `text` (msg_too_long beyond)
@@ -41,8 +42,9 @@ class WorkspaceConfig:
     bot_token: str = "xoxb-test-token"
     app_token: str = "xapp-test-token"
     scopes: list[str] = field(default_factory=lambda: [
-        "app_mentions:read", "assistant:write", "channels:history", "chat:write",
-        "files:read", "groups:history", "im:history", "mpim:history", "users:read",
+        "app_mentions:read", "assistant:write", "channels:history", "channels:read",
+        "chat:write", "commands", "files:read", "groups:history", "groups:read", "im:history",
+        "mpim:history", "mpim:read", "users:read",
     ])
     stream_expiry_s: float = 300.0
     disabled_methods: set[str] = field(default_factory=set)
@@ -94,10 +96,12 @@ class SlackWebApi:
             "chat.stopStream": self._stop_stream,
             "assistant.threads.setStatus": self._set_status,
             "assistant.threads.setSuggestedPrompts": self._set_prompts,
-            "conversations.replies": self._replies,
-            "conversations.history": self._history,
             "apps.connections.open": self._connections_open,
         }
+        self.conversations = Conversations(
+            state, cfg.bot_user_id, lambda: list(self.users), ApiError
+        )
+        self._methods.update(self.conversations.methods())
 
     def call(self, method: str, token: str | None, p: Params) -> Answer:
         if method not in self._methods or method in self.cfg.disabled_methods:
@@ -225,15 +229,3 @@ class SlackWebApi:
         key = (str(p.get("channel_id")), str(p.get("thread_ts")))
         self.state.suggested_prompts[key] = list(prompts)
         return {}
-
-    # -- reading ----------------------------------------------------------------------
-
-    def _replies(self, p: Params) -> Answer:
-        msgs = self.state.thread(str(p.get("channel")), str(p.get("ts")))
-        if not msgs:
-            raise ApiError("thread_not_found")
-        return {"messages": [m.as_api() for m in msgs], "has_more": False}
-
-    def _history(self, p: Params) -> Answer:
-        msgs = self.state.top_level(str(p.get("channel")))
-        return {"messages": [m.as_api() for m in msgs], "has_more": False}

@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -61,11 +62,63 @@ def user_message(
     return event
 
 
+def slash_command_form(
+    *, command: str, text: str, team_id: str, channel: str, user: str, response_url: str,
+    thread_ts: str | None = None,
+) -> dict[str, str]:
+    """The form fields of a slash command invocation (application/x-www-form-urlencoded)."""
+    fields = {
+        "token": "legacy-verification-token", "team_id": team_id, "team_domain": "threadwise-test",
+        "channel_id": channel, "channel_name": channel.lower(), "user_id": user,
+        "user_name": user.lower(), "command": command, "text": text, "api_app_id": API_APP_ID,
+        "is_enterprise_install": "false", "response_url": response_url,
+        "trigger_id": f"{next(_event_ids)}.trigger",
+    }
+    if thread_ts:
+        fields["thread_ts"] = thread_ts
+    return fields
+
+
+def message_action(
+    *, callback_id: str, team_id: str, channel: str, user: str, message: dict[str, Any],
+    response_url: str,
+) -> dict[str, Any]:
+    """A message shortcut's interaction payload (sent as the form field `payload`)."""
+    return {
+        "type": "message_action", "token": "legacy-verification-token",
+        "action_ts": f"{time.time():.6f}", "callback_id": callback_id,
+        "trigger_id": f"{next(_event_ids)}.trigger", "response_url": response_url,
+        "team": {"id": team_id, "domain": "threadwise-test"},
+        "user": {"id": user, "username": user.lower(), "team_id": team_id},
+        "channel": {"id": channel, "name": channel.lower()},
+        "is_enterprise_install": False, "enterprise": None,
+        "message_ts": message["ts"], "message": message,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     status: int
     body: str
     elapsed_s: float
+
+
+async def sign_and_post_form(app_url: str, fields: dict[str, str], *, secret: str) -> Delivery:
+    """POST form fields to the app as Slack sends slash commands and interactions."""
+    body = urlencode(fields).encode()
+    stamp = int(time.time())
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": str(stamp),
+        "X-Slack-Signature": signature(secret, stamp, body),
+        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+    }
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session, session.post(
+        app_url.rstrip("/") + "/slack/events", data=body, headers=headers
+    ) as resp:
+        text = await resp.text()
+        return Delivery(resp.status, text, time.monotonic() - started)
 
 
 async def sign_and_post(

@@ -39,6 +39,9 @@ METHOD_RULES: dict[str, RateRule] = {
     "assistant.threads.setSuggestedPrompts": TIER3,
     "conversations.replies": TIER3,
     "conversations.history": TIER3,
+    "conversations.info": TIER3,
+    "conversations.members": TIER4,
+    "chat.postEphemeral": TIER4,
     "auth.test": RateRule(600, 50),
     "apps.connections.open": RateRule(1, 5),
 }

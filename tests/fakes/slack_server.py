@@ -20,11 +20,19 @@ import pytest
 from aiohttp import web
 
 from tests.fakes.slack_api import ApiError, SlackUser, SlackWebApi, WorkspaceConfig
-from tests.fakes.slack_events import Delivery, event_callback, sign_and_post, user_message
+from tests.fakes.slack_events import (
+    Delivery,
+    event_callback,
+    message_action,
+    sign_and_post,
+    sign_and_post_form,
+    slash_command_form,
+    user_message,
+)
 from tests.fakes.slack_files import FileHost, ForeignHost
 from tests.fakes.slack_rate import RateLimiter
 from tests.fakes.slack_socket import SocketModeHub
-from tests.fakes.slack_state import Message, WorkspaceState, pings_in
+from tests.fakes.slack_state import ChannelInfo, Ephemeral, Message, WorkspaceState, pings_in
 
 SIGNING_SECRET = "test-signing-secret"
 
@@ -65,6 +73,8 @@ class SlackServer:
         self.signing_secret = SIGNING_SECRET
         self.calls: list[RecordedCall] = []
         self.rate_limited_count = 0
+        self.responses: dict[str, list[dict[str, Any]]] = {}  # response_url id -> bodies
+        self._response_ids = 0
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
@@ -74,6 +84,7 @@ class SlackServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/response/{rid}", self._response_url)
         app.add_routes(self.files.routes())
         app.add_routes(self.socket.routes())
         self._runner = web.AppRunner(app, access_log=None)
@@ -157,10 +168,14 @@ class SlackServer:
     def user_post(
         self, channel: str, user: str, text: str, *, thread_ts: str | None = None,
         files: list[dict[str, Any]] | None = None, channel_type: str = "channel",
+        at: float | None = None,
     ) -> Post:
-        """Store a person's post and build the deliveries Slack would send for it."""
+        """Store a person's post and build the deliveries Slack would send for it.
+
+        `at` back-dates the post (its ts) to that unix time.
+        """
         msg = self.state.add(Message(
-            channel=channel, ts=self.state.next_ts(), thread_ts=thread_ts, user=user,
+            channel=channel, ts=self.state.next_ts(at), thread_ts=thread_ts, user=user,
             text=text, files=list(files or []),
         ))
         post = Post(channel, msg.ts, thread_ts)
@@ -191,6 +206,67 @@ class SlackServer:
             app_url, payload, secret=self.signing_secret, retry_num=retry_num,
             tamper=tamper, age_s=age_s,
         )
+
+    # -- channels, commands and shortcuts -----------------------------------------------
+
+    def add_channel(
+        self, channel: str, name: str, *, private: bool = False, bot_member: bool = True,
+        members: set[str] | None = None,
+    ) -> None:
+        self.state.channel_infos[channel] = ChannelInfo(channel, name, private, bot_member,
+                                                        members)
+
+    def _new_response_url(self) -> str:
+        self._response_ids += 1
+        rid = f"R{self._response_ids:04d}"
+        self.responses[rid] = []
+        return f"{self.base_url}/response/{rid}"
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        rid = request.match_info["rid"]
+        if rid not in self.responses:
+            return web.Response(status=404, text="no_such_response_url")
+        self.responses[rid].append(await request.json())
+        return web.Response(text="ok")
+
+    async def slash_command(
+        self, app_url: str, *, channel: str, user: str, text: str = "",
+        command: str = "/summarize", thread_ts: str | None = None,
+    ) -> tuple[Delivery, str]:
+        """A person runs a slash command; returns the delivery and its response_url id."""
+        url = self._new_response_url()
+        fields = slash_command_form(
+            command=command, text=text, team_id=self.cfg.team_id, channel=channel, user=user,
+            response_url=url, thread_ts=thread_ts,
+        )
+        delivery = await sign_and_post_form(app_url, fields, secret=self.signing_secret)
+        return delivery, url.rsplit("/", 1)[1]
+
+    async def message_shortcut(
+        self, app_url: str, *, callback_id: str, channel: str, ts: str, user: str,
+    ) -> tuple[Delivery, str]:
+        """A person picks a message shortcut on the message (channel, ts)."""
+        msg = self.state.get(channel, ts)
+        assert msg is not None, f"no message {ts} in {channel}"
+        url = self._new_response_url()
+        payload = message_action(
+            callback_id=callback_id, team_id=self.cfg.team_id, channel=channel, user=user,
+            message=msg.as_api(), response_url=url,
+        )
+        delivery = await sign_and_post_form(
+            app_url, {"payload": json.dumps(payload)}, secret=self.signing_secret
+        )
+        return delivery, url.rsplit("/", 1)[1]
+
+    def ephemerals_for(self, user: str) -> list[Ephemeral]:
+        return [e for e in self.state.ephemerals if e.user == user]
+
+    def permalink(self, channel: str, ts: str, thread_ts: str | None = None) -> str:
+        """Slack's permalink form for a message of this workspace."""
+        link = f"https://threadwise-test.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        if thread_ts and thread_ts != ts:
+            link += f"?thread_ts={thread_ts}&cid={channel}"
+        return link
 
     # -- files ----------------------------------------------------------------------------
 

@@ -55,6 +55,28 @@ class Message:
         return out
 
 
+@dataclass
+class ChannelInfo:
+    """What conversations.info knows of a channel; unknown channels are public with the bot in."""
+
+    id: str
+    name: str
+    is_private: bool = False
+    bot_member: bool = True
+    members: set[str] | None = None  # None: every workspace member
+
+
+@dataclass
+class Ephemeral:
+    """A message only `user` sees (chat.postEphemeral)."""
+
+    channel: str
+    user: str
+    thread_ts: str | None
+    text: str
+    ts: str
+
+
 class WorkspaceState:
     """Messages by channel; ts values strictly increase like Slack's."""
 
@@ -62,10 +84,16 @@ class WorkspaceState:
         self.channels: dict[str, dict[str, Message]] = {}
         self.statuses: dict[tuple[str, str], list[str]] = {}
         self.suggested_prompts: dict[tuple[str, str], list[dict[str, str]]] = {}
+        self.channel_infos: dict[str, ChannelInfo] = {}
+        self.ephemerals: list[Ephemeral] = []
         self._seq = itertools.count(1)
 
-    def next_ts(self) -> str:
-        return f"{int(time.time())}.{next(self._seq):06d}"
+    def next_ts(self, at: float | None = None) -> str:
+        """A new ts; `at` back-dates it (the sequence keeps it unique)."""
+        return f"{int(time.time() if at is None else at)}.{next(self._seq):06d}"
+
+    def info(self, channel: str) -> ChannelInfo:
+        return self.channel_infos.get(channel) or ChannelInfo(channel, channel.lower())
 
     def add(self, msg: Message) -> Message:
         self.channels.setdefault(msg.channel, {})[msg.ts] = msg
