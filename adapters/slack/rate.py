@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -33,6 +34,13 @@ RATES: dict[str, MethodRate] = {
     "chat.stopStream": MethodRate(20, 5),
     "chat.appendStream": MethodRate(100, 10),
     "users.info": MethodRate(100, 10),
+    # Reading for summaries. Tier 3 for internal and Marketplace apps; a commercially
+    # distributed app outside the Marketplace gets 1/min (see SLACK_HISTORY_PER_MIN).
+    "conversations.replies": MethodRate(40, 3),
+    "conversations.history": MethodRate(40, 3),
+    "conversations.info": MethodRate(40, 3),
+    "conversations.members": MethodRate(80, 5),
+    "chat.postEphemeral": MethodRate(80, 5),
     "assistant.threads.setStatus": MethodRate(50, 5),
     "assistant.threads.setSuggestedPrompts": MethodRate(50, 5),
 }
@@ -56,13 +64,15 @@ class SlackRateGate:
     """Token buckets keyed by (method, workspace or channel). `speed` scales all rates
     (tests replay a minute of traffic quickly against an emulator scaled alike)."""
 
-    def __init__(self, speed: float = 1.0) -> None:
+    def __init__(self, speed: float = 1.0, overrides: Mapping[str, MethodRate] | None = None
+                 ) -> None:
         self.speed = speed
+        self.rates = {**RATES, **(overrides or {})}
         self.waited_s = 0.0
         self._buckets: dict[tuple[str, str], _Bucket] = {}
 
     def _bucket(self, method: str, team: str, channel: str | None) -> _Bucket | None:
-        rate = RATES.get(method)
+        rate = self.rates.get(method)
         if rate is None:
             return None
         scope = f"{team}:{channel}" if rate.scope == "channel" and channel else team
