@@ -43,6 +43,9 @@ def test_every_web_api_method_the_adapter_calls_is_covered_by_a_scope() -> None:
         "chat_postMessage": "chat:write", "chat_update": "chat:write", "chat_stream": "chat:write",
         "users_info": "users:read", "assistant_threads_setStatus": "assistant:write",
         "assistant_threads_setSuggestedPrompts": "assistant:write",
+        "conversations_replies": "channels:history", "conversations_history": "channels:history",
+        "conversations_info": "channels:read", "conversations_members": "channels:read",
+        "chat_postEphemeral": "chat:write",
     }
     called: set[str] = set()
     for path in ADAPTER.glob("*.py"):

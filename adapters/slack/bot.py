@@ -21,12 +21,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.events import BotIdentity, Service, SlackEventHandler, TaskKeeper
 from adapters.slack.files import FileHostPolicy, SlackFileFetcher
+from adapters.slack.history import SlackHistory, SlackReadSettings, load_read_settings
 from adapters.slack.http import HttpSurface
 from adapters.slack.metrics import SlackMetrics
 from adapters.slack.port import SlackChatPort
 from adapters.slack.rate import SlackRateGate
+from adapters.slack.summary import SlackSummaries, register_summaries
 from adapters.slack.users import DisplayNames
+from core.service import ConversationService
 from core.settings import Settings
+from core.summary_service import SummaryService
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,8 @@ class SlackBot:
     def __init__(
         self, settings: Settings, service: Service, *, registry: CollectorRegistry | None = None,
         host: str = "0.0.0.0", port: int | None = None, speed: float = 1.0,
-        stream_idle_s: float = 30.0,
+        stream_idle_s: float = 30.0, summaries: SummaryService | None = None,
+        read: SlackReadSettings | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -70,7 +75,14 @@ class SlackBot:
             raise SlackStartupError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN)")
         self.host = host
         self.listen_port = settings.port if port is None else port
-        self.gate = SlackRateGate(speed)
+        self.read = read or load_read_settings()
+        self.gate = SlackRateGate(speed, self.read.rate_overrides())
+        self.speed = speed
+        if summaries is None and isinstance(service, ConversationService):
+            summaries = SummaryService.for_service(service)
+        self.summary_service = summaries
+        self.summaries: SlackSummaries | None = None
+        self.workspace_url = ""
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         assert settings.slack_bot_token is not None
         fetcher = SlackFileFetcher(
@@ -112,6 +124,14 @@ class SlackBot:
             allowed_channels=self.settings.slack_allowed_channels,
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
         )
+        if self.summary_service is not None:
+            history = SlackHistory(self.client, self.gate, names, team=me.team_id,
+                                   workspace_url=self.workspace_url, read=self.read)
+            self.summaries = SlackSummaries(
+                client=self.client, gate=self.gate, history=history,
+                service=self.summary_service,
+                allowed_channels=self.settings.slack_allowed_channels, speed=self.speed,
+            )
         self.bolt = self._bolt_app(me)
         if self.socket_mode:
             assert self.settings.slack_app_token is not None
@@ -131,6 +151,7 @@ class SlackBot:
             raise SlackStartupError(
                 f"Slack rejected SLACK_BOT_TOKEN: {exc.response.get('error')}"
             ) from None
+        self.workspace_url = str(resp.get("url") or "")  # permalinks start with it
         return BotIdentity(
             user_id=str(resp.get("user_id")), bot_id=str(resp.get("bot_id") or ""),
             team_id=str(resp.get("team_id")),
@@ -198,6 +219,8 @@ class SlackBot:
             metrics.events.labels("app_home_opened", "ignore").inc()
             log.debug("app_home_opened (%s tab)", event.get("tab"))
 
+        if self.summaries is not None:
+            register_summaries(app, self.summaries, self.tasks)
         return app
 
     async def _suggest(self, channel: str, thread_ts: str) -> None:
