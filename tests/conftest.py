@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fakes.slack_server",
     "tests.fakes.discord_server",
     "tests.fakes.chat_port",
+    "tests.fakes.log_capture",
 ]

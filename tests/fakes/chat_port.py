@@ -19,6 +19,7 @@ from bots.compose import Core, open_core
 from core.ports import FileRefused, WriteLimits
 from core.settings import Settings
 from core.types import FileRef, Inbound, ThreadKey
+from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.model_server import FakeModelServer
 
 
@@ -111,7 +112,7 @@ class Conversation:
 def settings_for(model: FakeModelServer, db: Path, **extra: object) -> Settings:
     values: dict[str, object] = {
         "MODEL_BASE_URL": model.base_url,
-        "MODEL_API_KEY": "test-key",
+        "MODEL_API_KEY": MODEL_API_KEY,
         "DATABASE_URL": f"sqlite:///{db}",
         "MODEL_MAX_RETRIES": 0,
     }

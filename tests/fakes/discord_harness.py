@@ -17,6 +17,7 @@ from adapters.discord.settings import load_discord_settings
 from bots.discord_bot import RunningDiscord, running_discord
 from core.settings import Settings
 from tests.fakes.discord_server import DiscordServer
+from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.model_server import FakeModelServer
 
 DISCORD_NAMES = (
@@ -32,7 +33,7 @@ def bot_settings(
 ) -> Settings:
     values: dict[str, Any] = {
         "MODEL_BASE_URL": model.base_url,
-        "MODEL_API_KEY": "test-key",
+        "MODEL_API_KEY": MODEL_API_KEY,
         "MODEL_MAX_RETRIES": 0,
         "DATABASE_URL": f"sqlite:///{db}",
         "DISCORD_TOKEN": server.token,

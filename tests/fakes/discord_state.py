@@ -15,6 +15,7 @@ from tests.fakes.discord_payloads import (
     Json,
     Snowflakes,
 )
+from tests.fakes.known_secrets import DISCORD_TOKEN
 
 WRITES_PER_WINDOW = 5
 WINDOW_S = 5.0
@@ -98,7 +99,7 @@ class EmulatorState:
         self.guild_id = self.ids.next()
         self.bot = FakeUser(self.ids.next(), "threadwise", "threadwise", bot=True)
         self.app_owner = FakeUser(self.ids.next(), "appowner", "App Owner")
-        self.token = "test-discord-token"
+        self.token = DISCORD_TOKEN
         self.roles: dict[str, FakeRole] = {}
         self.users: dict[str, FakeUser] = {}  # by username
         self.channels: dict[str, FakeChannel] = {}

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.known_secrets import SLACK_APP_TOKEN, SLACK_BOT_TOKEN
 from tests.fakes.slack_conversations import Conversations
 from tests.fakes.slack_state import Message, WorkspaceState
 
@@ -39,8 +40,8 @@ class WorkspaceConfig:
     team_name: str = "Threadwise Test"
     bot_user_id: str = "UBOT"
     bot_id: str = "BBOT"
-    bot_token: str = "xoxb-test-token"
-    app_token: str = "xapp-test-token"
+    bot_token: str = SLACK_BOT_TOKEN
+    app_token: str = SLACK_APP_TOKEN
     scopes: list[str] = field(default_factory=lambda: [
         "app_mentions:read", "assistant:write", "channels:history", "channels:read",
         "chat:write", "commands", "files:read", "groups:history", "groups:read", "im:history",

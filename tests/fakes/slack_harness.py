@@ -14,6 +14,7 @@ from PIL import Image
 from adapters.slack.bot import SlackBot
 from bots.compose import open_core
 from core.settings import Settings
+from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_server import SlackServer
 
@@ -23,7 +24,7 @@ def bot_settings(
     **extra: Any,
 ) -> Settings:
     values: dict[str, Any] = {
-        "MODEL_BASE_URL": model.base_url, "MODEL_API_KEY": "test-key",
+        "MODEL_BASE_URL": model.base_url, "MODEL_API_KEY": MODEL_API_KEY,
         "DATABASE_URL": f"sqlite:///{db}", "SLACK_BOT_TOKEN": slack.cfg.bot_token,
         "SLACK_API_URL": slack.api_url, "SLACK_FILE_HOSTS": slack.file_host, "PORT": 0,
     }

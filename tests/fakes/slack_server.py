@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 import pytest
 from aiohttp import web
 
+from tests.fakes.known_secrets import SLACK_SIGNING_SECRET
 from tests.fakes.slack_api import ApiError, SlackUser, SlackWebApi, WorkspaceConfig
 from tests.fakes.slack_events import (
     Delivery,
@@ -34,7 +35,7 @@ from tests.fakes.slack_rate import RateLimiter
 from tests.fakes.slack_socket import SocketModeHub
 from tests.fakes.slack_state import ChannelInfo, Ephemeral, Message, WorkspaceState, pings_in
 
-SIGNING_SECRET = "test-signing-secret"
+SIGNING_SECRET = SLACK_SIGNING_SECRET
 
 
 @dataclass(frozen=True, slots=True)
