@@ -422,7 +422,7 @@ async def test_a_stream_that_fails_midway_yields_text_then_model_error(
     assert text_of(events) == "The first half"
     assert error.retryable
     if how == "disconnect":
-        assert "could not reach the model provider at 127.0.0.1" in error.reason
+        assert "lost the connection to the model provider at 127.0.0.1" in error.reason
     else:
         assert "upstream connection lost" in error.reason
     assert len(model_server.requests) == 1  # only the opening request is ever retried

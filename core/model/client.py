@@ -92,7 +92,7 @@ class OpenAIModelClient:
                     else:
                         outcome = event
             except (openai.OpenAIError, json.JSONDecodeError, ModelError) as exc:
-                error = to_model_error(exc, host=self._host)
+                error = to_model_error(exc, host=self._host, mid_stream=bool(round_text))
                 log.warning("model call failed (%s): %s", self.api, error.reason)
                 raise error from exc
             if outcome is None:  # cannot happen with our dialects; be explicit if it does

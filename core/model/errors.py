@@ -73,13 +73,20 @@ def _retryable_status(status: int) -> bool:
     return status in (408, 409, 429) or status >= 500
 
 
-def to_model_error(exc: BaseException, *, host: str) -> ModelError:
-    """Map an SDK / stream failure to a ModelError (status and retryable set)."""
+def to_model_error(exc: BaseException, *, host: str, mid_stream: bool = False) -> ModelError:
+    """Map an SDK / stream failure to a ModelError (status and retryable set).
+
+    mid_stream: text had already arrived, so a connection error means the connection
+    was lost, not that the provider could not be reached.
+    """
     if isinstance(exc, ModelError):
         return exc
     if isinstance(exc, openai.APITimeoutError):
         return ModelError(f"timed out waiting for the model provider at {host}", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
+        if mid_stream:
+            return ModelError(f"lost the connection to the model provider at {host}",
+                              retryable=True)
         return ModelError(f"could not reach the model provider at {host}", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
