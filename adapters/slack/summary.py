@@ -124,7 +124,7 @@ class SlackSummaries:
             board = ProgressBoard(self._progress_writer(req, placeholder),
                                   min_gap_s=self.progress_gap_s)
             try:
-                text = await self._summary_text(req, board)
+                text = await self._summary_text(req, board, skip=placeholder)
             finally:
                 await board.close()
             await self._deliver(req, placeholder, text)
@@ -134,7 +134,9 @@ class SlackSummaries:
             log.exception("summary failed in %s", req.channel)
             await self._fail(req, placeholder, _plain(exc), tell)
 
-    async def _summary_text(self, req: SummaryRequest, board: ProgressBoard) -> str:
+    async def _summary_text(
+        self, req: SummaryRequest, board: ProgressBoard, *, skip: str | None
+    ) -> str:
         if req.thread_ts is not None:
             messages = await self.history.thread(req.channel, req.thread_ts, progress=board)
             heading, title = "🧵 **Summary of this thread**", "a Slack thread"
@@ -144,6 +146,7 @@ class SlackSummaries:
             span = hours_label(req.hours)
             heading = f"🧵 **Summary of the last {span} in this channel**"
             title = f"a Slack channel, last {span}"
+        messages = [m for m in messages if m.id != skip]  # our own "Summarizing…" notice
         if not messages:
             return f"There's nothing to summarize here in the last {hours_label(req.hours)}."
         noted: list[SourceMessage] = await self.service.with_image_notes(
