@@ -12,6 +12,7 @@ import pytest
 from bots.compose import Core, open_core
 from core.orphans import INTERRUPTED
 from core.service import thread_lease
+from core.store import SQLiteStore
 from core.types import NewMessage, ThreadKey
 from tests.fakes.chat_port import Conversation, MemoryPort, settings_for
 from tests.fakes.model_server import FakeModelServer
@@ -38,6 +39,7 @@ async def died_mid_reply(core: Core, port: MemoryPort, key: ThreadKey, shown: st
     platform_id = f"dead-{reply.id}"
     port.messages[platform_id] = shown
     await core.store.update(reply.id, text=shown, platform_id=platform_id)
+    assert isinstance(core.store, SQLiteStore)  # the lease row, as its dead holder left it
     assert await core.store.try_acquire_lease(thread_lease(key), f"dead-{key.root}", TTL_S)
     return reply.id
 

@@ -1,0 +1,351 @@
+"""Three real `threadwise slack` processes (HTTP mode) sharing one real PostgreSQL.
+
+Signed Events API deliveries are spread across the processes, with duplicates and
+retries sent to different ones. What a workspace must see: one reply per message,
+turns in one thread one at a time, and when the process writing a reply is killed
+with SIGKILL, the next turn (or, in a quiet thread, the sweeper) finishes the dead
+reply with the interruption marker and the conversation carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.orphans import INTERRUPTED
+from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_server import SlackServer
+from tests.fakes.slack_state import Message
+from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL = "C0MULTI"
+LEASE_TTL_S = 2.0  # a dead holder's thread is free again this soon
+READY = re.compile(r"HTTP mode on port (\d+)")
+SPAN_BODY = web.RequestKey("span_body", dict)
+
+
+# --- the model: records when each request streamed --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    started: float
+    ended: float
+    body: dict[str, Any]
+
+
+@dataclass
+class TimedModelServer(FakeModelServer):
+    """The shared fake model, also noting when each completion started and ended."""
+
+    spans: list[Span] = field(default_factory=list, repr=False)
+
+    async def _record(
+        self, request: web.Request
+    ) -> tuple[dict[str, Any] | None, web.Response | None]:
+        body, refusal = await super()._record(request)
+        request[SPAN_BODY] = body or {}  # per-request storage, read back in _serve
+        return body, refusal
+
+    async def _serve(self, request: web.Request, *args: Any) -> web.StreamResponse:
+        started = time.monotonic()
+        try:
+            return await super()._serve(request, *args)
+        finally:
+            self.spans.append(Span(started, time.monotonic(), request.get(SPAN_BODY, {})))
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[TimedModelServer]:
+    server = TimedModelServer(echo_tokens_per_s=25)  # ~0.6 s per echo: overlaps would show
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    assert not server.schema_errors, server.schema_errors
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[SlackServer]:
+    server = SlackServer(rate_speed=5.0)  # three processes share one workspace's tiers
+    await server.start()
+    server.add_user("U1", "Ada")
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+# --- the processes -------------------------------------------------------------------
+
+
+@dataclass
+class BotProcess:
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def turns(self) -> dict[str, float]:
+        """This process's threadwise_turns_total by outcome, from GET /metrics."""
+        async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics") as resp:
+            text = await resp.text()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "threadwise_turns_total":
+                    outcome = sample.labels["outcome"]
+                    out[outcome] = out.get(outcome, 0.0) + sample.value
+        return out
+
+
+class Fleet:
+    """Starts `python -m bots.cli slack` processes; kills every one at teardown."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.bots: list[BotProcess] = []
+
+    async def start(self, count: int, env: dict[str, str]) -> list[BotProcess]:
+        started = [await self._spawn(n, env) for n in range(count)]
+        await asyncio.gather(*(self._ready(bot) for bot in started))
+        return started
+
+    async def _spawn(self, n: int, env: dict[str, str]) -> BotProcess:
+        log_path = self.workdir / f"bot-{len(self.bots)}-{n}.log"
+        with log_path.open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bots.cli", "slack", env=env, cwd=self.workdir,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,  # its own process group: killed as a whole
+            )
+        bot = BotProcess(proc, log_path)
+        self.bots.append(bot)
+        return bot
+
+    async def _ready(self, bot: BotProcess) -> None:
+        deadline = time.monotonic() + 30
+        while not (found := READY.search(bot.log())):
+            if bot.proc.returncode is not None or time.monotonic() > deadline:
+                raise AssertionError(f"threadwise slack did not start:\n{bot.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+        bot.port = int(found.group(1))
+        async with aiohttp.ClientSession() as http, http.get(bot.url + "/healthz") as resp:
+            assert resp.status == 200, await resp.text()
+
+    async def kill(self, bot: BotProcess) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crashed host."""
+        if bot.proc.returncode is None:
+            os.killpg(bot.proc.pid, signal.SIGKILL)
+            await bot.proc.wait()
+
+    async def close(self) -> None:
+        for bot in self.bots:
+            if bot.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(bot.proc.pid, signal.SIGKILL)
+        await asyncio.gather(*(bot.proc.wait() for bot in self.bots))
+
+
+@pytest.fixture
+async def fleet(pg_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+    # Depends on pg_url so the processes are gone before their schema is dropped.
+    running = Fleet(tmp_path)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+def bot_env(
+    slack: SlackServer, model: FakeModelServer, database_url: str, **extra: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(
+        ("MODEL_", "SLACK_", "DISCORD_", "GMI_", "OPENAI_", "DATABASE_", "THREADWISE_"))}
+    env.update({
+        "PYTHONPATH": str(ROOT), "MODEL_BASE_URL": model.base_url, "MODEL_API_KEY": "test-key",
+        "MODEL_MAX_RETRIES": "0", "DATABASE_URL": database_url,
+        "SLACK_BOT_TOKEN": slack.cfg.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url, "PORT": "0", "LOG_LEVEL": "INFO",
+        "THREADWISE_LEASE_TTL_S": str(LEASE_TTL_S), "THREADWISE_ORPHAN_SWEEP_S": "0",
+    })
+    env.update(extra)
+    return env
+
+
+# --- helpers that read what people see ------------------------------------------------
+
+
+async def deliver_all(
+    slack: SlackServer, sends: list[tuple[BotProcess, dict[str, Any], int | None]]
+) -> None:
+    """Send every delivery at once, as Slack does under load; each is acked with 200."""
+    results = await asyncio.gather(*(
+        slack.deliver(bot.url, payload, retry_num=retry) for bot, payload, retry in sends
+    ))
+    assert [r.status for r in results] == [200] * len(sends)
+    assert max(r.elapsed_s for r in results) < 3.0, "Slack needs an answer within 3 s"
+
+
+async def turn_totals(bots: list[BotProcess]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for counts in await asyncio.gather(*(bot.turns() for bot in bots)):
+        for outcome, value in counts.items():
+            totals[outcome] = totals.get(outcome, 0.0) + value
+    return totals
+
+
+async def until_turns(bots: list[BotProcess], **expected: float) -> dict[str, float]:
+    """Wait until the processes together counted at least these turn outcomes."""
+    deadline = time.monotonic() + 20
+    while True:
+        totals = await turn_totals(bots)
+        if all(totals.get(k, 0.0) >= v for k, v in expected.items()):
+            return totals
+        if time.monotonic() > deadline:
+            raise AssertionError(f"turns so far: {totals}; expected at least {expected}")
+        await asyncio.sleep(0.05)
+
+
+def finished(replies: list[Message]) -> bool:
+    return all(not m.streaming for m in replies)
+
+
+# --- the tests -------------------------------------------------------------------------
+
+
+async def test_each_message_is_answered_exactly_once_across_three_processes(
+    fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
+) -> None:
+    bots = await fleet.start(3, bot_env(slack, model, pg_url))
+    posts = [slack.user_post(CHANNEL, "U1", f"{slack.mention} question {n}") for n in range(6)]
+    sends: list[tuple[BotProcess, dict[str, Any], int | None]] = []
+    for n, post in enumerate(posts):
+        message, mention = post.events  # Slack sends both for one post
+        first, second, third = bots[n % 3], bots[(n + 1) % 3], bots[(n + 2) % 3]
+        # The mention reaches all three processes: once, as a retry, as a second retry.
+        sends += [(first, message, None), (second, mention, None), (third, mention, 1),
+                  (first, mention, 2)]
+    await deliver_all(slack, sends)
+
+    totals = await until_turns(bots, answered=6, duplicate=12)
+    assert totals.get("answered") == 6 and totals.get("duplicate") == 12
+    for n, post in enumerate(posts):
+        replies = slack.bot_replies(CHANNEL, post.ts)
+        assert len(replies) == 1, f"question {n} got {len(replies)} replies"
+        await slack.wait_until(functools.partial(finished, replies))
+        assert replies[0].text.startswith("echo: ") and f"question {n}" in replies[0].text
+    assert len(model.requests) == 6
+
+
+async def test_turns_in_one_thread_never_overlap_across_processes(
+    fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
+) -> None:
+    bots = await fleet.start(3, bot_env(slack, model, pg_url))
+    opening = slack.user_post(CHANNEL, "U1", f"{slack.mention} let us talk")
+    await deliver_all(slack, [(bots[0], opening.events[1], None)])
+    await until_turns(bots, answered=1)
+
+    follow_ups = [
+        slack.user_post(CHANNEL, "U1", f"{slack.mention} follow-up {n}", thread_ts=opening.ts)
+        for n in range(3)
+    ]
+    # All three at once, each to its own process, each also retried to the next one.
+    await deliver_all(slack, [
+        (bots[n], post.events[1], None) for n, post in enumerate(follow_ups)
+    ] + [(bots[(n + 1) % 3], post.events[1], 1) for n, post in enumerate(follow_ups)])
+    await until_turns(bots, answered=4, duplicate=3)
+
+    spans = sorted(model.spans, key=lambda s: s.started)
+    assert len(spans) == 4
+    for earlier, later in itertools.pairwise(spans):
+        assert earlier.ended <= later.started, "two turns of one thread streamed at once"
+    for n, span in enumerate(spans):
+        # Each turn saw every earlier answer complete in its history.
+        assert json.dumps(span.body).count("echo: ") == n
+    replies = slack.bot_replies(CHANNEL, opening.ts)
+    assert len(replies) == 4 and finished(replies)
+
+
+async def test_a_process_killed_mid_reply_leaves_a_marked_reply_and_others_carry_on(
+    fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
+) -> None:
+    env = bot_env(slack, model, pg_url)  # no sweepers yet: only the next turn may clean up
+    bots = await fleet.start(3, env)
+    slow = " ".join(f"word{i}" for i in range(400))
+    model.reply(slow, tokens_per_s=8)  # ~50 s: certainly mid-stream when the holder dies
+    model.reply(slow, tokens_per_s=8)
+    busy = slack.user_post(CHANNEL, "U1", f"{slack.mention} a long answer please")
+    quiet = slack.user_post(CHANNEL, "U1", f"{slack.mention} another long one")
+    holder = bots[0]
+    await deliver_all(slack, [(holder, busy.events[1], None), (holder, quiet.events[1], None)])
+
+    db = await asyncpg.connect(pg_url)
+    try:
+        # Both replies are visibly streaming, several writes in, their Slack ts saved:
+        # the state a crash leaves behind.
+        deadline = time.monotonic() + 20
+        while len(await db.fetch("SELECT id FROM messages WHERE status = 'streaming' "
+                                 "AND platform_id IS NOT NULL AND text LIKE '%word3 %'")) < 2:
+            assert time.monotonic() < deadline, holder.log()[-2000:]
+            await asyncio.sleep(0.05)
+        assert len(await db.fetch("SELECT name FROM leases")) == 2
+        await fleet.kill(holder)
+        [busy_orphan] = slack.bot_replies(CHANNEL, busy.ts)
+        [quiet_orphan] = slack.bot_replies(CHANNEL, quiet.ts)
+        assert busy_orphan.streaming and quiet_orphan.streaming
+        cut_off = busy_orphan.text
+
+        # The thread moves on: another process waits out the dead lease and answers.
+        next_turn = slack.user_post(CHANNEL, "U1", f"{slack.mention} hello?", thread_ts=busy.ts)
+        await deliver_all(slack, [(bots[1], next_turn.events[1], None),
+                                  (bots[2], next_turn.events[1], 1)])
+        await slack.wait_until(lambda: len(slack.bot_replies(CHANNEL, busy.ts)) == 2
+                               and finished(slack.bot_replies(CHANNEL, busy.ts)), 20)
+        assert quiet_orphan.streaming, "nothing happened in the quiet thread yet"
+
+        # The crashed process is replaced; its start-up sweep finalises the quiet thread.
+        await fleet.start(1, dict(env, THREADWISE_ORPHAN_SWEEP_S="600"))
+        await slack.wait_until(lambda: not quiet_orphan.streaming, 20)
+
+        for orphan in (busy_orphan, quiet_orphan):
+            assert orphan.text.endswith(INTERRUPTED) and orphan.text.count(INTERRUPTED) == 1
+            kept = orphan.text.removesuffix(INTERRUPTED).rstrip()
+            assert kept.startswith("word0 word1") and slow.startswith(kept)
+        # What the dead process had shown is kept (up to its last saved write).
+        assert cut_off.startswith(busy_orphan.text.removesuffix(INTERRUPTED).rstrip())
+        answer = slack.bot_replies(CHANNEL, busy.ts)[1]
+        assert answer.text.startswith("echo: ") and "hello?" in answer.text
+        [after] = [s for s in model.spans if "hello?" in json.dumps(s.body)]
+        assert "word0 word1" in json.dumps(after.body), "the next turn saw the cut reply"
+        rows = await db.fetch("SELECT status FROM messages WHERE role = 'assistant' ORDER BY id")
+        assert [r["status"] for r in rows] == ["partial", "partial", "complete"]
+    finally:
+        await db.close()
+    assert (await until_turns(bots[1:], answered=1)).get("answered") == 1
