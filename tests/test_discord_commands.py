@@ -45,14 +45,14 @@ async def response_text(server: DiscordServer, record: InteractionRecord) -> str
     return str(server.interaction_messages(record)[0]["content"])
 
 
-async def test_commands_are_synced_on_start_without_summarize(
+async def test_commands_are_synced_on_start(
     discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:
     async with start_bot(discord_server, model_server, tmp_path):
         pass
     [(scope, commands)] = discord_server.command_syncs
     assert scope == "global"
-    assert sorted(c["name"] for c in commands) == ["ask", "model", "reset", "usage"]
+    assert sorted(c["name"] for c in commands) == ["ask", "model", "reset", "summarize", "usage"]
     ask = next(c for c in commands if c["name"] == "ask")
     assert [(o["name"], o["type"], o.get("required", False)) for o in ask["options"]] == [
         ("prompt", 3, True), ("image", 11, False),

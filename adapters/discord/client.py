@@ -17,7 +17,9 @@ from adapters.discord.port import NO_PINGS, AttachmentIndex, DiscordPort, Rememb
 from adapters.discord.routing import Conversation, ConversationRouter, thread_key
 from adapters.discord.settings import DiscordSettings
 from core.ports import ChatPort
+from core.service import ConversationService
 from core.settings import Settings
+from core.summary_service import SummaryService
 from core.types import Inbound, ThreadKey, Usage
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class ThreadwiseBot(discord.Client):
         service: Conversations,
         service_for_model: ServiceForModel | None = None,
         guild_ready_timeout: float = 2.0,
+        summaries: SummaryService | None = None,
     ) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the Developer Portal
@@ -73,6 +76,9 @@ class ThreadwiseBot(discord.Client):
             settings, discord_settings,
             lambda since, user_id: service.usage(since=since, user_id=user_id),
         )
+        if summaries is None and isinstance(service, ConversationService):
+            summaries = SummaryService.for_service(service)
+        self.summaries = summaries  # /summarize is offered when set
         self._seen: Remembered[bool] = Remembered(4096)
         self._tasks: set[asyncio.Task[None]] = set()
 

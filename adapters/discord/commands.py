@@ -1,4 +1,5 @@
-"""Slash commands: /ask, /reset, /model (admins), /usage. Each answers Discord within 3 s.
+"""Slash commands: /ask, /reset, /model (admins), /usage, /summarize (adapters/discord/summary).
+Each answers Discord within 3 s.
 
 Cheap checks (access lists, rate) answer at once; everything else first defers, which shows
 Discord's "is thinking…" state, then fills in the response.
@@ -147,6 +148,11 @@ def register_commands(bot: ThreadwiseBot) -> None:
             f"({mine.prompt_tokens:,} in, {mine.completion_tokens:,} out). "
             f"This channel: **{here.total:,}** tokens.",
         )
+
+    if bot.summaries is not None:
+        from adapters.discord.summary import register_summarize
+
+        register_summarize(bot, bot.summaries)
 
     @tree.error
     async def on_error(

@@ -58,6 +58,7 @@ class Rest:
             web.get(f"{p}/gateway/bot", self.gateway_info),
             web.get(f"{p}/channels/{{cid}}", self.get_channel),
             web.get(f"{p}/channels/{{cid}}/messages/{{mid}}", self.get_message),
+            web.get(f"{p}/channels/{{cid}}/messages", self.list_messages),
             web.post(f"{p}/channels/{{cid}}/messages", self.create_message),
             web.patch(f"{p}/channels/{{cid}}/messages/{{mid}}", self.edit_message),
             web.post(f"{p}/channels/{{cid}}/typing", self.typing),
@@ -148,6 +149,39 @@ class Rest:
         if message is None or message["channel_id"] != request.match_info["cid"]:
             return error(404, 10008, "Unknown Message")
         return reply(message)
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        """GET /channels/{id}/messages: Discord's paging (newest first in every case)."""
+        channel = self._channel(request)
+        if channel is None:
+            return error(404, 10003, "Unknown Channel")
+        if channel.id in self.state.unreadable:
+            return error(403, 50001, "Missing Access")
+        q = request.query
+        if sum(k in q for k in ("before", "after", "around")) > 1:
+            return error(400, 50035, "Invalid Form Body")
+        try:
+            limit = int(q.get("limit", "50"))
+        except ValueError:
+            return error(400, 50035, "Invalid Form Body")
+        if not 1 <= limit <= 100:
+            return error(400, 50035, "Invalid Form Body")
+        visible = [m for m in self.state.channel_messages(channel.id)
+                   if not int(m.get("flags", 0)) & EPHEMERAL]
+        visible.sort(key=lambda m: int(m["id"]))
+        if "after" in q:
+            page = [m for m in visible if int(m["id"]) > int(q["after"])][:limit]
+        elif "before" in q:
+            page = [m for m in visible if int(m["id"]) < int(q["before"])][-limit:]
+        elif "around" in q:
+            pivot = int(q["around"])
+            older = [m for m in visible if int(m["id"]) < pivot][-(limit // 2):]
+            newer = [m for m in visible if int(m["id"]) >= pivot][: limit - len(older)]
+            page = older + newer
+        else:
+            page = visible[-limit:]
+        self.state.history_reads.append((channel.id, dict(q)))
+        return reply(list(reversed(page)))
 
     async def create_message(self, request: web.Request) -> web.Response:
         channel = self._channel(request)

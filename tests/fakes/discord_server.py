@@ -19,6 +19,7 @@ from aiohttp import web
 
 from tests.fakes.discord_gateway import Gateway
 from tests.fakes.discord_payloads import (
+    DISCORD_EPOCH_MS,
     FakeChannel,
     FakeUser,
     Json,
@@ -32,6 +33,7 @@ from tests.fakes.discord_state import EmulatorState, InteractionRecord, RateLimi
 __all__ = ["DiscordServer", "Upload", "discord_server"]
 
 OPTION_TYPES = {str: 3, int: 4, bool: 5, float: 10}
+READ_HISTORY = 1 << 16
 ATTACHMENT_OPTION = 11
 
 
@@ -187,10 +189,13 @@ class DiscordServer:
                                    channel.id, time.monotonic(), user.payload())
         self.state.interactions[record.id] = record
         perms = self._permissions(user)
+        app_perms = perms & ~READ_HISTORY if channel.id in self.state.unreadable else perms
+        if (channel.id, user.id) in self.state.no_history:
+            perms &= ~READ_HISTORY
         data: Json = {
             "id": record.id, "application_id": self.bot.id, "type": kind, "token": record.token,
             "version": 1, "channel_id": channel.id, "channel": channel.payload(),
-            "app_permissions": str(perms), "locale": "en-US", "attachment_size_limit": 10 << 20,
+            "app_permissions": str(app_perms), "locale": "en-US", "attachment_size_limit": 10 << 20,
             "entitlements": [], "authorizing_integration_owners": {"0": self.guild_id},
             "data": {"id": command["id"], "name": name, "type": 1, "options": opts,
                      "resolved": resolved},
@@ -230,6 +235,38 @@ class DiscordServer:
         callback = record.callbacks[0]
         assert callback["type"] == 8, callback
         return list(callback["data"]["choices"])
+
+    def add_thread(self, name: str, *, parent: str | None = None,
+                   from_message: str | None = None) -> str:
+        """A public thread in a channel (opened from a message: it takes that message's id)."""
+        parent_channel = self.state.channels[parent or self.channel_id()]
+        thread = FakeChannel(from_message or self.state.ids.next(), name, 11,
+                             parent_channel.guild_id, parent_id=parent_channel.id,
+                             owner_id=self.user("alice").id)
+        self.state.channels[thread.id] = thread
+        return thread.id
+
+    def seed(
+        self, channel_id: str, content: str, *, author: str | FakeUser = "alice",
+        attachments: Sequence[Upload] = (), at: float | None = None,
+    ) -> str:
+        """A message from before the bot looked (stored, not dispatched); `at` back-dates it."""
+        channel = self.state.channels[channel_id]
+        message_id = self.state.ids.next() if at is None else _snowflake_at(
+            at, len(self.state.messages))
+        message = message_payload(
+            message_id=message_id, channel=channel, author=self._author(author),
+            content=content, attachments=self._attach(channel, attachments),
+        )
+        self.state.store_message(message)
+        return message_id
+
+    def deny_history(self, channel_id: str, *, user: str | None = None) -> None:
+        """Take Read Message History away from a user there (or from the bot: None)."""
+        if user is None:
+            self.state.unreadable.add(channel_id)
+        else:
+            self.state.no_history.add((channel_id, self.user(user).id))
 
     # --- faults ---------------------------------------------------------------------
     async def force_reconnect(self, *, redeliver_message: str | None = None) -> None:
@@ -302,6 +339,10 @@ class DiscordServer:
             if time.monotonic() > deadline:
                 raise AssertionError(f"condition not met within {wait_s}s")
             await asyncio.sleep(0.02)
+
+
+def _snowflake_at(at: float, counter: int) -> str:
+    return str(((int(at * 1000) - DISCORD_EPOCH_MS) << 22) | (counter & 0x3FFFFF))
 
 
 @pytest_asyncio.fixture

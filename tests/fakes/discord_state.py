@@ -118,6 +118,9 @@ class EmulatorState:
         self.threads_created: list[str] = []
         self.drop_via_next: int = 0  # fault injection: next N 429s come without `Via`
         self.rest_requests: list[tuple[str, str]] = []
+        self.history_reads: list[tuple[str, dict[str, str]]] = []  # GET .../messages queries
+        self.unreadable: set[str] = set()  # channels the bot may not read (403)
+        self.no_history: set[tuple[str, str]] = set()  # (channel, user): no Read History
         self.writes_per_window = WRITES_PER_WINDOW
         self.window_s = WINDOW_S
 
