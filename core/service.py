@@ -25,6 +25,7 @@ from core.orphans import OrphanSweeper, finalise_orphans
 from core.pacing import WriteBudgets
 from core.ports import ChatPort, FileRefused, Store
 from core.settings import Settings
+from core.store.errors import StoreUnavailable
 from core.streaming import ReplyStreamer
 from core.tokens import Tokenizer
 from core.types import (
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEDUPE_TTL_S = 24 * 3600
 THINKING = "is thinking…"
+SAVE_ATTEMPTS = 3  # a finished reply is saved again after 0.5 s and 1 s if the store is busy
 
 
 def failure_marker(reason: str, *, partial: bool) -> str:
@@ -205,21 +207,45 @@ class ConversationService:
         if streamer.first_visible_at is None and not streamer.text:
             await _quietly(port.set_status(key, None))
         ids = await streamer.finish()
-        await self.store.update(
-            reply.id, text=model_text, status=status, platform_id=ids[0] if ids else None,
-            tools=tuple(tools) if tools else None,
-        )
-        for extra in ids[1:]:
-            if extra not in saved:
-                await self.store.add_platform_id(reply.id, extra)
+        try:
+            await self._save_reply(reply.id, model_text, status, ids, saved, tools)
+            await self.store.record_usage(
+                key, inbound.author_id, self.model.model, usage, time.time()
+            )
+        except Exception as exc:
+            # The answer is already on screen: say there that it was not saved, rather
+            # than post a second "couldn't answer" reply that contradicts it.
+            log.exception("could not save the reply in %s", key)
+            await _quietly(_note_unsaved(port, key, streamer, _plain_reason(exc)))
+            return TurnOutcome("failed", ids, usage, notes)
         if tools:
             log.info("turn in %s used %d tool call(s)", key, len(tools))
-        await self.store.record_usage(key, inbound.author_id, self.model.model, usage, time.time())
         self.metrics.observe_usage(key, usage)
         self.metrics.turn_seconds.observe(time.monotonic() - started)
         return TurnOutcome(
             "answered" if status == "complete" else "failed", ids, usage, notes
         )
+
+    async def _save_reply(
+        self, reply_id: int, text: str, status: MessageStatus, ids: list[str],
+        saved: dict[str, str], tools: list[ToolExchange],
+    ) -> None:
+        """Persist the finished reply; a busy database gets a few more chances."""
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            try:
+                await self.store.update(
+                    reply_id, text=text, status=status, platform_id=ids[0] if ids else None,
+                    tools=tuple(tools) if tools else None,
+                )
+                break
+            except StoreUnavailable as exc:
+                if attempt == SAVE_ATTEMPTS:
+                    raise
+                log.warning("saving a reply failed (attempt %d): %s", attempt, exc.reason)
+                await asyncio.sleep(0.5 * attempt)
+        for extra in ids[1:]:
+            if extra not in saved:
+                await self.store.add_platform_id(reply_id, extra)
 
     async def _run_model(
         self, request: ModelRequest, streamer: ReplyStreamer
@@ -336,8 +362,26 @@ def _mb(n: int) -> str:
 
 
 def _plain_reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    """Words for the thread: a store's user_reason (no server paths), else the reason."""
+    reason = (getattr(exc, "user_reason", None) or getattr(exc, "reason", None) or str(exc)
+              or type(exc).__name__)
     return str(reason).splitlines()[0][:300]
+
+
+async def _note_unsaved(
+    port: ChatPort, key: ThreadKey, streamer: ReplyStreamer, reason: str
+) -> None:
+    """Append a note to the reply's last message (or below it when that is full)."""
+    ids = streamer.message_ids
+    if not ids:
+        return
+    note = f"⚠️ _I couldn't save this reply, so I may not remember it later: {reason}_"
+    last = streamer.last_shown
+    if len(last) + len(note) + 2 <= port.limits(key).max_chars:
+        await port.finish(key, ids[-1], f"{last}\n\n{note}")
+    else:
+        extra = await port.post(key, note, reply_to=ids[-1])
+        await port.finish(key, extra, note)
 
 
 async def _quietly(aw: Awaitable[None]) -> None:

@@ -75,6 +75,12 @@ class ReplyStreamer:
     def message_ids(self) -> list[str]:
         return [p.id for p in self._parts if p.id is not None]
 
+    @property
+    def last_shown(self) -> str:
+        """What the reply's last posted message shows now ("" before the first post)."""
+        shown = [p.shown or "" for p in self._parts if p.id is not None]
+        return shown[-1] if shown else ""
+
     def push(self, delta: str) -> None:
         """Add text; never blocks and never awaits a platform write."""
         if not delta:

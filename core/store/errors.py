@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+USER_REASON = "the bot's database is unavailable right now; please try again later"
+
 
 class StoreUnavailable(Exception):
-    """The database cannot be opened or written; `reason` is safe to show to users.
+    """The database cannot be opened or written.
 
-    Messages never contain a password: URLs are passed through `mask_url` first.
+    `reason` is for operators (logs, start-up errors): it names the file or host and
+    what to do. `user_reason` is what people in a chat thread see: plain words, with
+    no server paths or host names. Messages never contain a password: URLs are passed
+    through `mask_url` first.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, user_reason: str = USER_REASON) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.user_reason = user_reason
 
 
 class SchemaTooNew(StoreUnavailable):

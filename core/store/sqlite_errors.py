@@ -30,12 +30,16 @@ def explain(exc: sqlite3.Error, label: str, busy_timeout_ms: int) -> StoreUnavai
         return StoreUnavailable(
             f"the SQLite database at {label} is busy: another process held its write lock "
             f"for more than {busy_timeout_ms} ms. Try again; if several processes share the "
-            "database, use PostgreSQL (DATABASE_URL=postgresql://…)"
+            "database, use PostgreSQL (DATABASE_URL=postgresql://…)",
+            user_reason="the database is busy (another process is writing to it); "
+            "please try again in a moment",
         )
     if name.startswith("SQLITE_READONLY") or "readonly database" in text:
         return StoreUnavailable(
             f"the SQLite database at {label} is read-only: threadwise needs write access "
-            "to the file and to its directory"
+            "to the file and to its directory",
+            user_reason="the database is read-only, so I can't save this conversation; "
+            "the bot's operator needs to fix its permissions",
         )
     if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
         return StoreUnavailable(
@@ -43,7 +47,10 @@ def explain(exc: sqlite3.Error, label: str, busy_timeout_ms: int) -> StoreUnavai
             "that threadwise may read and write it"
         )
     if name.startswith("SQLITE_FULL"):
-        return StoreUnavailable(f"the disk holding the SQLite database at {label} is full")
+        return StoreUnavailable(
+            f"the disk holding the SQLite database at {label} is full",
+            user_reason="the bot's disk is full, so I can't save this conversation",
+        )
     if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
         return StoreUnavailable(f"{label} is not a usable SQLite database (damaged or not SQLite)")
     if name.startswith("SQLITE_IOERR"):
