@@ -1,4 +1,10 @@
-"""The emulator's gateway: HELLO, IDENTIFY → READY + GUILD_CREATE, heartbeats, RESUME, dispatch."""
+"""The emulator's gateway: HELLO, IDENTIFY → READY + GUILD_CREATE, heartbeats, RESUME, dispatch.
+
+Sharding as Discord does it: IDENTIFY may carry `shard: [id, count]`; that session then
+gets only the guilds with `(guild_id >> 22) % count == id`, and DMs go to shard 0. A
+session without a shard array is shard [0, 1] (everything). Extra guilds (beyond the
+state's test guild) are added with `add_guild`, so several shards have work.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,24 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_payloads import Json, application_payload, guild_payload
+from tests.fakes.discord_payloads import (
+    MEMBER_PERMISSIONS,
+    FakeRole,
+    Json,
+    application_payload,
+    guild_payload,
+)
 from tests.fakes.discord_state import EmulatorState
 
 MESSAGE_CONTENT_INTENT = 1 << 15
 HEARTBEAT_INTERVAL_MS = 41_250
 EVENT_LOG_LIMIT = 500
+INVALID_SHARD = 4010
+
+
+def shard_for(guild_id: str, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to."""
+    return (int(guild_id) >> 22) % shard_count
 
 
 @dataclass
@@ -26,6 +44,15 @@ class Session:
     events: list[tuple[int, str, Json]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
     redeliver_from: int | None = None  # a test asks to resend events from this seq on
+    shard: tuple[int, int] = (0, 1)  # [shard_id, shard_count] from IDENTIFY
+
+    def receives(self, data: Json) -> bool:
+        """Whether an event with this payload goes to this session's shard."""
+        shard_id, count = self.shard
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
+        if guild_id is None:
+            return shard_id == 0  # DMs (and guild-less events) go to shard 0
+        return shard_for(str(guild_id), count) == shard_id
 
     def record(self, event: str, data: Json) -> tuple[int, str, Json]:
         self.seq += 1
@@ -45,6 +72,15 @@ class Gateway:
         self.dispatched: list[tuple[str, Json]] = []  # every event, as sent
         self.identified = asyncio.Event()
         self.resumed = asyncio.Event()
+        self.extra_guilds: dict[str, str] = {}  # id -> name, besides the state's test guild
+
+    def add_guild(self, guild_id: str, name: str) -> None:
+        """Another guild the bot is in (add its channels to the state with this guild_id)."""
+        self.extra_guilds[guild_id] = name
+
+    def guild_ids(self, shard: tuple[int, int] = (0, 1)) -> list[str]:
+        every = [self.state.guild_id, *self.extra_guilds]
+        return [g for g in every if shard_for(g, shard[1]) == shard[0]]
 
     # --- sending -------------------------------------------------------------
     async def dispatch(self, event: str, data: Json) -> None:
@@ -52,6 +88,8 @@ class Gateway:
         self.dispatched.append((event, data))
         del self.dispatched[:-EVENT_LOG_LIMIT]
         for session in list(self.sessions.values()):
+            if not session.receives(data):
+                continue
             entry = session.record(event, self._for_session(session, event, data))
             await self._send_event(session, entry)
 
@@ -124,34 +162,50 @@ class Gateway:
             await ws.close(code=4004, message=b"Authentication failed.")
             return None
         self.state.identify_payloads.append({k: v for k, v in data.items() if k != "token"})
-        session = Session(uuid.uuid4().hex, int(data.get("intents", 0)), ws=ws)
-        self.sessions = {session.id: session}  # one bot, one shard
+        shard_id, count = data.get("shard") or (0, 1)
+        if not 0 <= shard_id < count:
+            await ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
+            return None
+        session = Session(uuid.uuid4().hex, int(data.get("intents", 0)), ws=ws,
+                          shard=(shard_id, count))
+        # A fresh IDENTIFY replaces that shard's old session; other shards keep theirs.
+        self.sessions = {k: s for k, s in self.sessions.items() if s.shard != session.shard}
+        self.sessions[session.id] = session
+        guilds = self.guild_ids(session.shard)
         ready = {
             "v": 10,
             "user": dict(self.state.bot.payload(), verified=True, mfa_enabled=False),
-            "guilds": [{"id": self.state.guild_id, "unavailable": True}],
+            "guilds": [{"id": g, "unavailable": True} for g in guilds],
             "session_id": session.id,
             "resume_gateway_url": self._gateway_url(),
-            "shard": [0, 1],
+            "shard": list(session.shard),
             "application": {"id": self.state.bot.id, "flags": application_payload(
                 self.state.bot.id, self.state.app_owner)["flags"]},
             "private_channels": [],
             "relationships": [],
         }
         await self._send_event(session, session.record("READY", ready))
-        await self._send_event(session, session.record("GUILD_CREATE", self.guild_create()))
+        for guild_id in guilds:
+            create = self.guild_create(guild_id)
+            await self._send_event(session, session.record("GUILD_CREATE", create))
         self.identified.set()
         return session
 
-    def guild_create(self) -> Json:
+    def guild_create(self, guild_id: str | None = None) -> Json:
         state = self.state
+        guild_id = guild_id or state.guild_id
+        if guild_id == state.guild_id:
+            name, roles = "Threadwise Test", list(state.roles.values())
+        else:  # an extra guild: just its @everyone role (its id is the guild's)
+            name = self.extra_guilds[guild_id]
+            roles = [FakeRole(guild_id, "@everyone", MEMBER_PERMISSIONS, 0)]
         return guild_payload(
-            state.guild_id,
-            name="Threadwise Test",
+            guild_id,
+            name=name,
             owner_id=state.owner.id,
-            roles=list(state.roles.values()),
-            channels=state.guild_channels(),
-            threads=state.guild_threads(),
+            roles=roles,
+            channels=[c for c in state.guild_channels() if c.guild_id == guild_id],
+            threads=[t for t in state.guild_threads() if t.guild_id == guild_id],
             members=state.guild_members(),
         )
 
