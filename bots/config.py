@@ -39,7 +39,8 @@ def describe(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors(include_input=False, include_url=False):
         message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        problems.append(f"{_alias(tuple(err.get('loc', ())))}: {message}")
+        loc = tuple(err.get("loc", ()))
+        problems.append(f"{_alias(loc)}: {message}" if loc else message)  # () = whole model
     return "; ".join(problems)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Csv = Annotated[tuple[str, ...], NoDecode]
+CsvInts = Annotated[tuple[int, ...], NoDecode]
 
 
 class DiscordSettings(BaseSettings):
@@ -31,6 +32,11 @@ class DiscordSettings(BaseSettings):
     # Models offered by /model (the configured MODEL_NAME is always offered too).
     models: Csv = Field((), alias="DISCORD_MODELS")
     application_id: str | None = Field(None, alias="DISCORD_APPLICATION_ID")
+    # Sharding (required by Discord from 2,500 servers): this process runs the shards
+    # DISCORD_SHARD_IDS (default: all) of DISCORD_SHARD_COUNT; shard processes share
+    # DATABASE_URL (PostgreSQL). Unset: one unsharded connection.
+    shard_count: int | None = Field(None, alias="DISCORD_SHARD_COUNT", ge=1)
+    shard_ids: CsvInts = Field((), alias="DISCORD_SHARD_IDS")
 
     @field_validator(
         "blocked_channels", "blocked_roles", "blocked_users", "admin_users", "models",
@@ -41,6 +47,31 @@ class DiscordSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(x.strip() for x in value.split(",") if x.strip())
         return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(x.strip() for x in value.split(",") if x.strip())
+        return value
+
+    @field_validator("shard_count", mode="before")
+    @classmethod
+    def _blank_count(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSettings:
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total shards)")
+        count = self.shard_count or 0
+        outside = sorted({i for i in self.shard_ids if not 0 <= i < count})
+        if outside:
+            raise ValueError(
+                f"DISCORD_SHARD_IDS must lie in 0..{count - 1} (DISCORD_SHARD_COUNT={count}); "
+                f"got {', '.join(map(str, outside))}"
+            )
+        return self
 
 
 def load_discord_settings(**overrides: Any) -> DiscordSettings:
