@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from bots.config import ConfigError, load_settings, require
 from bots.logging_setup import configure_logging
 from core.settings import Settings
+from core.store.errors import StoreUnavailable
 
 log = logging.getLogger("threadwise")
 
@@ -118,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args, settings))
     except ConfigError as exc:
         print(f"threadwise: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:  # e.g. a read-only or locked SQLite file at start-up
+        print(f"threadwise: {exc.reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
