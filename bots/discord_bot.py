@@ -19,14 +19,15 @@ from typing import Any
 
 import discord
 from discord.http import HTTPClient
+from pydantic import ValidationError
 
-from adapters.discord.client import ThreadwiseBot
+from adapters.discord.client import ThreadwiseBot, build_bot
 from adapters.discord.endpoints import endpoints_overridden
 from adapters.discord.health import HealthServer
 from adapters.discord.settings import DiscordSettings, load_discord_settings
 from bots.check import CheckResult
 from bots.compose import Core, open_core
-from bots.config import ConfigError
+from bots.config import ConfigError, describe
 from core.model import build_model_client
 from core.service import ConversationService
 from core.settings import Settings
@@ -176,10 +177,14 @@ async def running_discord(
     if settings.discord_token is None:
         raise ConfigError("DISCORD_TOKEN is not set")
     token = settings.discord_token.get_secret_value()
-    discord_settings = discord_settings or load_discord_settings()
+    if discord_settings is None:
+        try:
+            discord_settings = load_discord_settings()
+        except ValidationError as exc:
+            raise ConfigError(f"invalid configuration: {describe(exc)}") from None
     async with open_core(settings) as core:
         services = ModelServices(core)
-        bot = ThreadwiseBot(
+        bot = build_bot(
             settings=settings, discord_settings=discord_settings, service=core.service,
             service_for_model=services.get, guild_ready_timeout=guild_ready_timeout,
         )
@@ -190,14 +195,22 @@ async def running_discord(
             try:
                 if health is not None:
                     await health.start(health_host, settings.port)
+                    log.info("Discord /healthz and /metrics on port %d", health.port)
                 try:
                     await bot.login(token)
                 except discord.LoginFailure:
                     raise ConfigError("DISCORD_TOKEN was rejected by Discord (401)") from None
                 connection = asyncio.create_task(bot.connect(), name="discord-gateway")
+                # Replies a dead process (another shard, a crashed replica) left streaming.
+                sweeper = asyncio.create_task(
+                    core.service.run_orphan_sweeper(bot.port, platform="discord"),
+                    name="discord-orphan-sweeper",
+                )
                 try:
                     yield RunningDiscord(bot, core, connection, health)
                 finally:
+                    sweeper.cancel()
+                    await asyncio.gather(sweeper, return_exceptions=True)
                     await bot.close()
                     with contextlib.suppress(Exception, asyncio.CancelledError):
                         await connection

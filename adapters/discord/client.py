@@ -56,11 +56,13 @@ class ThreadwiseBot(discord.Client):
         service_for_model: ServiceForModel | None = None,
         guild_ready_timeout: float = 2.0,
         summaries: SummaryService | None = None,
+        **client_options: Any,
     ) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the Developer Portal
         super().__init__(
-            intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=guild_ready_timeout
+            intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=guild_ready_timeout,
+            **client_options,
         )
         self.settings = settings
         self.discord_settings = discord_settings
@@ -87,8 +89,16 @@ class ThreadwiseBot(discord.Client):
         from adapters.discord.commands import register_commands
 
         register_commands(self)
+        if not self.syncs_commands:
+            return
         synced = await self.tree.sync()
         log.info("synced %d application commands", len(synced))
+
+    @property
+    def syncs_commands(self) -> bool:
+        """Global commands are one set per app: of several shard processes, only the
+        one running shard 0 uploads them (all of them answer them)."""
+        return True
 
     async def on_ready(self) -> None:
         user = self.user
@@ -182,3 +192,24 @@ class ThreadwiseBot(discord.Client):
             is_admin=who.is_admin,
         )
         await self.service_for((key.channel, *who.places)).handle(inbound, self.port)
+
+
+class ShardedThreadwiseBot(ThreadwiseBot, discord.AutoShardedClient):
+    """The same bot over discord.py's AutoShardedClient: it runs DISCORD_SHARD_IDS (all
+    when unset) of DISCORD_SHARD_COUNT shards. Discord sends each server's events to
+    shard (server_id >> 22) % count and DMs to shard 0; several shard processes share
+    one PostgreSQL, so history, dedupe, thread leases and usage quotas are common."""
+
+    @property
+    def syncs_commands(self) -> bool:
+        return not self.shard_ids or 0 in self.shard_ids
+
+
+def build_bot(*, discord_settings: DiscordSettings, **options: Any) -> ThreadwiseBot:
+    """ThreadwiseBot, or its sharded form when DISCORD_SHARD_COUNT is set."""
+    if discord_settings.shard_count is None:
+        return ThreadwiseBot(discord_settings=discord_settings, **options)
+    return ShardedThreadwiseBot(
+        discord_settings=discord_settings, shard_count=discord_settings.shard_count,
+        shard_ids=list(discord_settings.shard_ids) or None, **options,
+    )
