@@ -31,6 +31,8 @@ examples:
   threadwise slack                       run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set)
   threadwise discord --invite-url        print the URL that adds the bot to a server
   threadwise discord                     run the Discord bot
+  threadwise summarize LINK [--post]     summarize a Slack or Discord thread to stdout
+  threadwise summarize LINK --hours 24   summarize the link's channel over the last day
 """
 
 
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     summarize = sub.add_parser("summarize", help="summarize a Slack or Discord thread link")
     summarize.add_argument("link", help="a Slack permalink or a Discord message/thread link")
     summarize.add_argument("--post", action="store_true", help="also post it in the thread")
+    summarize.add_argument("--hours", type=float, default=None, metavar="N",
+                           help="summarize the link's channel over its last N hours instead")
     sub.add_parser("check", help="validate the configuration and reach each configured service")
     manifest = sub.add_parser("manifest", help="print a platform app manifest")
     manifest.add_argument("platform", choices=["slack"])
@@ -91,8 +95,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         await run_discord(settings)
         return 0
     if command == "summarize":
-        print("threadwise summarize is not available yet in this version.", file=sys.stderr)
-        return 2
+        from bots.summarize_cli import run_summarize
+
+        return await run_summarize(settings, args.link, post=args.post, hours=args.hours)
     raise AssertionError(command)
 
 

@@ -22,6 +22,7 @@ from adapters.discord.policy import requester_of
 from adapters.discord.port import MAX_CHARS, NO_PINGS, with_rate_limit_retry
 from core.model.types import ModelError
 from core.splitting import split_all
+from core.summarize import Progress
 from core.summary_service import MAX_HOURS, ProgressBoard, SummaryService, hours_label, render
 from core.types import ThreadKey
 
@@ -57,11 +58,18 @@ async def _refuse(interaction: discord.Interaction, text: str) -> None:
 
 
 async def summary_text(
-    service: SummaryService, history: DiscordHistory, place: Place, *, hours: int | None,
-    before: int | None, user_id: str, progress: ProgressBoard,
+    service: SummaryService, history: DiscordHistory, place: Place, *, hours: float | None,
+    before: int | None, user_id: str, progress: Progress, from_message: int | None = None,
 ) -> str:
-    """Read the place and summarize it; the rendered Markdown (or why there is nothing)."""
-    if place.is_thread and hours is None:
+    """Read the place and summarize it; the rendered Markdown (or why there is nothing).
+
+    A thread is read whole, a channel for its last `hours`, or from `from_message` on.
+    """
+    if from_message is not None and hours is None:
+        messages = await history.after(place, from_message, progress=progress)
+        heading = "🧵 **Summary from the linked message on**"
+        title = f"Discord #{place.name}, from one message on"
+    elif place.is_thread and hours is None:
         messages = await history.thread(place, before=before, progress=progress)
         heading, title = "🧵 **Summary of this thread**", f"Discord thread {place.name}"
     else:

@@ -32,7 +32,7 @@ from adapters.slack.port import MAX_CHARS
 from adapters.slack.rate import SlackRateGate
 from core.model.types import ModelError
 from core.splitting import split_all
-from core.summarize import SourceMessage
+from core.summarize import Progress, SourceMessage
 from core.summary_service import MAX_HOURS, ProgressBoard, SummaryService, hours_label, render
 from core.types import ThreadKey
 
@@ -124,7 +124,7 @@ class SlackSummaries:
             board = ProgressBoard(self._progress_writer(req, placeholder),
                                   min_gap_s=self.progress_gap_s)
             try:
-                text = await self._summary_text(req, board, skip=placeholder)
+                text = await self.summary_text(req, board, skip=placeholder)
             finally:
                 await board.close()
             await self._deliver(req, placeholder, text)
@@ -134,9 +134,10 @@ class SlackSummaries:
             log.exception("summary failed in %s", req.channel)
             await self._fail(req, placeholder, _plain(exc), tell)
 
-    async def _summary_text(
-        self, req: SummaryRequest, board: ProgressBoard, *, skip: str | None
+    async def summary_text(
+        self, req: SummaryRequest, board: Progress, *, skip: str | None = None
     ) -> str:
+        """Read what the request asks for and summarize it (Markdown, ready to show)."""
         if req.thread_ts is not None:
             messages = await self.history.thread(req.channel, req.thread_ts, progress=board)
             heading, title = "🧵 **Summary of this thread**", "a Slack thread"
@@ -204,6 +205,13 @@ class SlackSummaries:
         await self._update(req, placeholder, parts[0])
         for part in parts[1:]:  # a channel summary continues in its own thread
             await self._post(req.channel, req.thread_ts or placeholder, part)
+
+    async def publish(self, req: SummaryRequest, text: str) -> None:
+        """Post a finished summary in the thread (or the channel, continuing in its thread)."""
+        parts = split_all(text, MAX_CHARS)
+        first = await self._post(req.channel, req.thread_ts, parts[0])
+        for part in parts[1:]:
+            await self._post(req.channel, req.thread_ts or first, part)
 
     async def _fail(self, req: SummaryRequest, placeholder: str | None, reason: str,
                     tell: Tell) -> None:
