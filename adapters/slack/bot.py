@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import httpx
@@ -114,6 +115,8 @@ class SlackBot:
         self.surface = HttpSurface(
             events=not self.socket_mode, registry=self.registry, metrics=self.metrics,
             ready=lambda: self._ready,
+            signing_secret=(self.settings.slack_signing_secret.get_secret_value()
+                            if self.settings.slack_signing_secret is not None else None),
         )
         # Listen first: /healthz answers 503 while Slack is still being reached.
         await self.surface.start(self.host, self.listen_port)
@@ -221,6 +224,14 @@ class SlackBot:
 
         if self.summaries is not None:
             register_summaries(app, self.summaries, self.tasks)
+
+        @app.event(re.compile(".*"))
+        async def on_any_other_event(event: dict[str, Any]) -> None:
+            # Without a listener Bolt answers 404, and Slack retries (and may turn off
+            # event delivery) for an event we simply do not use: acknowledge and ignore.
+            metrics.events.labels("other", "ignore").inc()
+            log.debug("ignoring a %s event", str(event.get("type"))[:40])
+
         return app
 
     async def _suggest(self, channel: str, thread_ts: str) -> None:

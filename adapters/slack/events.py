@@ -59,6 +59,8 @@ def classify(
         return Decision("ignore", "no human author")
     if event.get("subtype") not in ANSWERED_SUBTYPES:
         return Decision("ignore", f"subtype {event.get('subtype')}")
+    if not event.get("channel") or not event.get("ts"):
+        return Decision("ignore", "malformed event: no channel or ts")
     channel = str(event.get("channel") or "")
     if allowed_channels and channel not in allowed_channels:
         return Decision("ignore", "channel not allowed")

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack.metrics import SlackMetrics
 
@@ -18,13 +19,14 @@ log = logging.getLogger(__name__)
 class HttpSurface:
     def __init__(
         self, *, events: bool, registry: CollectorRegistry, metrics: SlackMetrics,
-        ready: Callable[[], bool],
+        ready: Callable[[], bool], signing_secret: str | None = None,
     ) -> None:
         self._events_enabled = events
         self.bolt: AsyncApp | None = None  # attached once the token is verified
         self._registry = registry
         self._metrics = metrics
         self._ready = ready
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -56,11 +58,30 @@ class HttpSurface:
             return web.json_response({"error": "starting"}, status=503)
         # Bolt verifies the signature (401 when wrong or stale), acks, and runs our
         # listeners, which only schedule work, so the answer is immediate.
-        response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        try:
+            response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        except Exception as exc:  # Bolt cannot parse it (not UTF-8, not JSON, not an object)
+            status = 400 if await self._signed(request) else 401
+            log.warning("rejected a Slack delivery Bolt could not read (%s, %d bytes): %d",
+                        type(exc).__name__, request.content_length or 0, status)
+            self._metrics.deliveries.labels(str(status), retry).inc()
+            return web.json_response({"error": "malformed request"}, status=status)
         self._metrics.deliveries.labels(str(response.status), retry).inc()
         if response.status == 401:
             log.warning("rejected a Slack delivery with an invalid or stale signature")
         return await to_aiohttp_response(response)
+
+    async def _signed(self, request: web.Request) -> bool:
+        """Whether the body carries a valid signature (for bodies Bolt could not parse)."""
+        if self._verifier is None:
+            return False
+        try:
+            return self._verifier.is_valid(
+                await request.read(), request.headers.get("X-Slack-Request-Timestamp"),
+                request.headers.get("X-Slack-Signature"),
+            )
+        except ValueError:  # not UTF-8: Slack never sends that
+            return False
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         if self._ready():
