@@ -28,7 +28,7 @@ from tests.fakes.known_secrets import SECRET_SHAPES, SECRETS
 # (as JSON or as a Python dict): envelope and parameter names no log line needs.
 BODY_FRAGMENTS: dict[str, re.Pattern[str]] = {
     "a raw Slack event body": re.compile(
-        r"""["'](?:api_app_id|client_msg_id|event_callback|authorizations)["']"""
+        r"""["'](?:api_app_id|client_msg_id|authorizations|event_time)["']\s*:"""
     ),
     "a raw Slack Web API body": re.compile(
         r"""["'](?:markdown_text|recipient_user_id|recipient_team_id|unfurl_links)["']\s*:"""

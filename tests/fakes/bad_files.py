@@ -1,0 +1,54 @@
+"""A corpus of hostile or broken attachments, built in memory (no fixtures on disk)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+BOMB_SIDE = 20_000  # 400 megapixels from a ~50 KB file
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def bomb_png(side: int = BOMB_SIDE) -> bytes:
+    """A valid 1-bit greyscale PNG of side x side zero pixels: tiny on disk, huge decoded."""
+    row = b"\x00" + b"\x00" * ((side + 7) // 8)  # filter byte + packed pixels
+    pixels = zlib.compress(row * side, 9)
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", pixels)
+            + _chunk(b"IEND", b""))
+
+
+def jpeg(width: int = 64, height: int = 48) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (20, 120, 200)).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+def png(width: int = 64, height: int = 48) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 60)).save(out, "PNG")
+    return out.getvalue()
+
+
+def corrupt_jpeg() -> bytes:
+    """A JPEG header followed by garbage where the scan data should be."""
+    good = jpeg(640, 480)
+    return good[:200] + bytes(range(256)) * 8
+
+
+def animated_gif(frames: int = 4) -> bytes:
+    images = [Image.new("P", (32, 32), color) for color in range(1, frames + 1)]
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
+    return out.getvalue()
+
+
+LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
+              b"<body><form>password</form></body></html>")
