@@ -49,7 +49,8 @@ MENTION = {"type": "app_mention", "user": "U0ALICE", "text": "<@UBOT> hi",
            "ts": "1700000000.000100", "channel": CHANNEL, "team": "T0TEAM"}
 
 BROKEN_BODIES: dict[str, tuple[bytes, str]] = {
-    "truncated JSON": (b'{"type": "event_callback", "event": {"type": "app_men', "application/json"),
+    "truncated JSON": (b'{"type": "event_callback", "event": {"type": "app_men',
+                       "application/json"),
     "not JSON at all": (b"\x00\xff\xfe garbage", "application/json"),
     "empty body": (b"", "application/json"),
     "a JSON array": (b"[1, 2, 3]", "application/json"),
