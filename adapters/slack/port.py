@@ -162,7 +162,7 @@ class SlackChatPort:
                 channel=reply.key.channel, ts=reply.ts, markdown_text=text
             )
         except SlackApiError as exc:
-            if exc.response.get("error") != "cant_update_message":
+            if api_error(exc) != "cant_update_message":
                 raise
             # A stream we do not hold (a restarted process left it open): end it first.
             await self._gate.acquire("chat.stopStream", reply.key.space)
@@ -194,7 +194,7 @@ class SlackChatPort:
             await stream.append(markdown_text=text)
             return stream
         except SlackApiError as exc:
-            error = str(exc.response.get("error"))
+            error = api_error(exc)
             if error in STREAM_REFUSED:
                 log.info("Slack refused streaming (%s); replies use chat.update", error)
                 self._streaming = False
@@ -265,7 +265,7 @@ class SlackChatPort:
                 channel_id=key.channel, thread_ts=key.root, status=status or ""
             )
         except SlackApiError as exc:
-            error = str(exc.response.get("error"))
+            error = api_error(exc)
             if error in STATUS_UNAVAILABLE:
                 self._status_off.add(kind)
                 if error in STREAM_REFUSED:
@@ -284,7 +284,15 @@ class SlackChatPort:
             self._janitor = None
 
 
+def api_error(exc: SlackApiError) -> str:
+    """Slack's error code; an HTTP error page (a 5xx from a proxy) has no JSON to read."""
+    data = exc.response.data
+    if isinstance(data, dict):
+        return str(data.get("error"))
+    return f"HTTP {exc.response.status_code}"
+
+
 def _error(exc: Exception) -> str:
     if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error"))
+        return api_error(exc)
     return type(exc).__name__

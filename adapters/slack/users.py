@@ -10,6 +10,7 @@ from collections import OrderedDict
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.port import api_error
 from adapters.slack.rate import SlackRateGate
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,10 @@ class DisplayNames:
             await self._gate.acquire("users.info", self._team)
             resp = await self._client.users_info(user=user_id)
         except SlackApiError as exc:
-            log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
+            log.info("users.info failed for %s: %s", user_id, api_error(exc))
+            return user_id
+        except Exception as exc:  # a name is a nicety: never lose the message over it
+            log.info("users.info failed for %s: %s", user_id, type(exc).__name__)
             return user_id
         user = resp.get("user") or {}
         profile = user.get("profile") or {}
