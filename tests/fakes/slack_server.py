@@ -30,6 +30,7 @@ from tests.fakes.slack_events import (
     slash_command_form,
     user_message,
 )
+from tests.fakes.slack_faults import InjectedFaults
 from tests.fakes.slack_files import FileHost, ForeignHost
 from tests.fakes.slack_rate import RateLimiter
 from tests.fakes.slack_socket import SocketModeHub
@@ -68,6 +69,7 @@ class SlackServer:
         self.state = WorkspaceState()
         self.api = SlackWebApi(self.cfg, self.state)
         self.limiter = RateLimiter(rate_speed)
+        self.faults = InjectedFaults()  # tests queue 429 storms and 5xx answers here
         self.files = FileHost(self.cfg.bot_token, self.cfg.scopes)
         self.socket = SocketModeHub()
         self.foreign = ForeignHost()
@@ -131,6 +133,10 @@ class SlackServer:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
         channel = params.get("channel") or params.get("channel_id")
+        injected = self.faults.take(method)
+        if injected is not None:  # a test asked for a 429 storm or a 5xx here
+            self._record(method, params, request, injected.status, "injected")
+            return injected
         retry_after = self.limiter.check(method, self.cfg.team_id, channel)
         headers = {"x-oauth-scopes": ",".join(self.cfg.scopes)}
         if retry_after is not None:

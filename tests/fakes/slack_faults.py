@@ -1,0 +1,43 @@
+"""Fault injection for the Slack emulator: storms of 429s and 5xx answers on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class _Storm:
+    methods: frozenset[str] | None  # None: every Web API method
+    status: int
+    remaining: int
+    retry_after: int
+
+
+@dataclass
+class InjectedFaults:
+    """Queued storms; the first one matching a call answers it instead of the Web API."""
+
+    storms: list[_Storm] = field(default_factory=list)
+    answered: list[tuple[str, int]] = field(default_factory=list)  # (method, status) sent
+
+    def add(self, status: int, count: int, *, methods: Iterable[str] | None = None,
+            retry_after: int = 0) -> None:
+        chosen = frozenset(methods) if methods is not None else None
+        self.storms.append(_Storm(chosen, status, count, retry_after))
+
+    def take(self, method: str) -> web.Response | None:
+        for storm in self.storms:
+            if storm.remaining > 0 and (storm.methods is None or method in storm.methods):
+                storm.remaining -= 1
+                self.answered.append((method, storm.status))
+                if storm.status == 429:
+                    return web.json_response(
+                        {"ok": False, "error": "ratelimited"}, status=429,
+                        headers={"Retry-After": str(storm.retry_after)},
+                    )
+                return web.Response(status=storm.status, text="upstream trouble",
+                                    content_type="text/plain")
+        return None
