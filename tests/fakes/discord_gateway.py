@@ -129,6 +129,23 @@ class Gateway:
                 await session.ws.send_str(json.dumps({"op": 7, "d": None}))
         self.resumed.clear()
 
+    async def drop(self, *, redeliver_message: str | None = None) -> None:
+        """Cut every connection as a network fault would (close 4000, no op 7 first).
+
+        The client reconnects and RESUMEs; events dispatched meanwhile are buffered and
+        replayed, and with `redeliver_message` so is everything from that message on.
+        """
+        for session in self.sessions.values():
+            if redeliver_message is not None:
+                session.redeliver_from = next(
+                    seq for seq, event, data in session.events
+                    if event == "MESSAGE_CREATE" and data["id"] == redeliver_message
+                )
+            ws, session.ws = session.ws, None
+            if ws is not None and not ws.closed:
+                await ws.close(code=4000, message=b"Unknown error")
+        self.resumed.clear()
+
     async def close_all(self) -> None:
         for session in self.sessions.values():
             if session.ws is not None and not session.ws.closed:

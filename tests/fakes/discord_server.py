@@ -273,6 +273,10 @@ class DiscordServer:
         """Make the bot reconnect and RESUME, optionally resending a message it already saw."""
         await self.gateway.force_reconnect(redeliver_message=redeliver_message)
 
+    async def drop_gateway(self, *, redeliver_message: str | None = None) -> None:
+        """Cut the gateway connection without warning; the bot must RESUME by itself."""
+        await self.gateway.drop(redeliver_message=redeliver_message)
+
     def send_429_without_via(self, count: int = 1) -> None:
         """The next `count` 429 answers lack the `Via` header (discord.py then raises)."""
         self.state.drop_via_next = count
