@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.model.types import (
     Finished,
@@ -176,10 +177,7 @@ class Summarizer:
                 content = thread_content(title, [blocks[i] for i in chunk], part=(n, parts))
                 return await self._call(map_instructions(n, parts), content, run)
 
-        # A TaskGroup cancels the other parts as soon as one fails.
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(n, c)) for n, c in enumerate(chunks, 1)]
-        return [t.result() for t in tasks]
+        return await _all(one(n, c) for n, c in enumerate(chunks, 1))
 
     async def _reduce(self, title: str, notes: list[str], run: _Run, report: Progress) -> str:
         """Combine notes into the summary; first shrink them in rounds while they do not fit."""
@@ -216,9 +214,7 @@ class Summarizer:
                 content = notes_content(title, [notes[i] for i in group], final=False)
                 return await self._call(reduce_instructions(final=False), content, run)
 
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(one(g)) for g in groups]
-        return [t.result() for t in tasks]
+        return await _all(one(g) for g in groups)
 
     def _cut(self, text: str, max_tokens: int, run: _Run) -> str:
         head, tail, omitted = self.tokenizer.truncate_middle(text, max(32, max_tokens))
@@ -242,6 +238,23 @@ class Summarizer:
             elif isinstance(event, Finished) and event.reason == "length":
                 run.truncated = True
         return "".join(text)
+
+
+async def _all(calls: Iterable[Coroutine[Any, Any, str]]) -> list[str]:
+    """Run calls together; the first failure cancels the rest and is raised as itself
+    (a ModelError keeps its plain reason instead of hiding in an ExceptionGroup)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as group_error:
+        raise _first_leaf(group_error) from None
+    return [t.result() for t in tasks]
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 def _pack(sizes: Sequence[int], budget: int) -> list[list[int]]:

@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+from adapters.discord.links import DiscordLink, jump_url, parse_discord_link
+from adapters.slack.links import SlackLink, parse_slack_link, permalink
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.model_server import FakeModelServer
@@ -123,3 +125,26 @@ async def test_bad_links_missing_tokens_and_unreadable_channels_are_one_clear_li
     assert code == 1 and out == ""
     assert re.search(r"threadwise: I'm not in this channel.*/invite @threadwise", err)
     assert model_server.requests == []
+
+
+def test_link_formats() -> None:
+    reply = parse_slack_link("https://acme.slack.com/archives/C0123ABC/p1700000001000002"
+                             "?thread_ts=1700000000.000001&cid=C0123ABC")
+    assert reply == SlackLink("C0123ABC", "1700000001.000002", "1700000000.000001")
+    assert reply.root == "1700000000.000001"
+    top = parse_slack_link("<https://acme.enterprise.slack.com/archives/G0PRIV/p1700000000000001>")
+    assert top is not None and top.root == "1700000000.000001" and top.thread_ts is None
+    assert parse_slack_link("https://evil.example/archives/C1/p1700000000000001") is None
+    assert parse_slack_link("https://acme.slack.com/messages/C1") is None
+    for host in ("discord.com", "ptb.discord.com", "canary.discord.com", "discordapp.com"):
+        assert parse_discord_link(f"https://{host}/channels/111/222/333") == DiscordLink(
+            "111", "222", "333")
+    assert parse_discord_link("https://discord.com/channels/@me/222/333") == DiscordLink(
+        None, "222", "333")
+    assert parse_discord_link("https://discord.com/channels/111/222") == DiscordLink(
+        "111", "222", None)
+    assert parse_discord_link("https://discord.gg/invite") is None
+    assert jump_url("111", "222", "333") == "https://discord.com/channels/111/222/333"
+    assert permalink("https://acme.slack.com/", "C1", "1700000001.000002",
+                     "1700000000.000001") == ("https://acme.slack.com/archives/C1/"
+                                              "p1700000001000002?thread_ts=1700000000.000001&cid=C1")

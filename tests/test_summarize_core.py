@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.model import build_model_client
-from core.model.types import ModelEvent, ModelRequest
+from core.model.types import ModelError, ModelEvent, ModelRequest
 from core.settings import Settings
 from core.store import open_store
 from core.summarize import SourceMessage, Summarizer
@@ -252,3 +254,18 @@ async def test_progress_board_shows_the_newest_text_without_flooding() -> None:
     await board("Combining 8 partial summaries…")
     await board.close()  # a text still waiting for its turn is dropped
     assert written == ["Summarizing part 1 of 8…", "Summarizing part 8 of 8…"]
+
+
+async def test_a_failed_part_fails_the_summary_with_the_providers_reason(
+    model_server: FakeModelServer,
+) -> None:
+    model_server.fail(503)
+    model_server.respond_with(echo_labels)
+    client = build_model_client(settings_for(model_server))
+    try:
+        with pytest.raises(ModelError) as failed:
+            await Summarizer(client, Tokenizer(), context_tokens=8000).summarize(
+                thread(2000), title="t")
+    finally:
+        await client.aclose()
+    assert "overloaded" in failed.value.reason

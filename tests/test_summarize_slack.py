@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from adapters.slack.manifest import BOT_SCOPES, manifest_dict
-from adapters.slack.summary import COMMAND, SHORTCUT_ID, SHORTCUT_PRIVATE_ID
+from adapters.slack.summary import (
+    COMMAND,
+    SHORTCUT_ID,
+    SHORTCUT_PRIVATE_ID,
+    SummaryRequest,
+    parse_command,
+)
 from core.summarize import SourceMessage
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_events import Delivery
@@ -271,3 +277,22 @@ async def test_refusals_are_private_and_read_nothing(
     assert slack_server.calls_to("conversations.replies") == []
     assert slack_server.calls_to("conversations.history") == []
     assert [m for m in slack_server.state.all_messages() if m.bot_id] == []
+
+
+def test_summarize_command_text_is_parsed_into_a_request() -> None:
+    def parse(text: str, thread_ts: str | None = None) -> SummaryRequest | str:
+        return parse_command(text, team="T1", channel=CHANNEL, user="U1", thread_ts=thread_ts)
+
+    assert parse("") == SummaryRequest("T1", CHANNEL, "U1", None, 24.0, False)
+    assert parse("6 hours private") == SummaryRequest("T1", CHANNEL, "U1", None, 6.0, True)
+    assert parse("48h") == SummaryRequest("T1", CHANNEL, "U1", None, 48.0, False)
+    assert parse("", thread_ts="1700000000.000001") == SummaryRequest(
+        "T1", CHANNEL, "U1", "1700000000.000001", 24.0, False)
+    link = f"https://acme.slack.com/archives/{CHANNEL}/p1700000001000002?thread_ts=" \
+           f"1700000000.000001&cid={CHANNEL}"
+    assert parse(f"<{link}|a reply> me") == SummaryRequest(
+        "T1", CHANNEL, "U1", "1700000000.000001", 24.0, True)
+    assert "only summarize the channel" in str(
+        parse("https://acme.slack.com/archives/C0OTHER/p1700000001000002"))
+    assert "between 1 and 168 hours" in str(parse("500h"))
+    assert str(parse("help")).startswith("Usage:")

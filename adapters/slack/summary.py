@@ -45,6 +45,7 @@ SHORTCUT_PRIVATE_ID = "summarize_thread_private"
 COMMAND = "/summarize"
 DEFAULT_HOURS = 24.0
 PRIVATE_WORDS = {"private", "privately", "me", "only-me", "ephemeral"}
+_WORDS = re.compile(r"<[^<>]*>|\S+")  # a Slack-escaped <url|label> is one word
 _HOURS = re.compile(r"^(\d{1,4}(?:\.\d+)?)(h|hr|hrs|hour|hours)?$", re.IGNORECASE)
 USAGE = (
     "Usage: `/summarize [24h] [private]` summarizes this channel's last hours; "
@@ -72,12 +73,14 @@ def parse_command(text: str, *, team: str, channel: str, user: str,
     hours: float | None = None
     private = False
     root = thread_ts or None
-    for word in text.split():
+    for word in _WORDS.findall(text):
         lowered = word.lower()
         if lowered in PRIVATE_WORDS:
             private = True
         elif lowered == "help":
             return USAGE
+        elif lowered in ("h", "hr", "hrs", "hour", "hours"):
+            continue  # "/summarize 6 hours"
         elif (m := _HOURS.match(word)) is not None:
             hours = float(m.group(1))
         elif (link := parse_slack_link(word)) is not None:
