@@ -10,36 +10,28 @@ reply with the interruption marker and the conversation carries on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import json
-import os
-import re
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from core.orphans import INTERRUPTED
+from tests.fakes.bot_processes import BotProcess, Fleet, clean_env, until_turns
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_server import SlackServer
 from tests.fakes.slack_state import Message
 from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 
-ROOT = Path(__file__).resolve().parent.parent
 CHANNEL = "C0MULTI"
 LEASE_TTL_S = 2.0  # a dead holder's thread is free again this soon
-READY = re.compile(r"HTTP mode on port (\d+)")
 SPAN_BODY = web.RequestKey("span_body", dict)
 
 
@@ -99,84 +91,12 @@ async def slack() -> AsyncIterator[SlackServer]:
 # --- the processes -------------------------------------------------------------------
 
 
-@dataclass
-class BotProcess:
-    proc: asyncio.subprocess.Process
-    log_path: Path
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    async def turns(self) -> dict[str, float]:
-        """This process's threadwise_turns_total by outcome, from GET /metrics."""
-        async with aiohttp.ClientSession() as http, http.get(self.url + "/metrics") as resp:
-            text = await resp.text()
-        out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "threadwise_turns_total":
-                    outcome = sample.labels["outcome"]
-                    out[outcome] = out.get(outcome, 0.0) + sample.value
-        return out
-
-
-class Fleet:
-    """Starts `python -m bots.cli slack` processes; kills every one at teardown."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.bots: list[BotProcess] = []
-
-    async def start(self, count: int, env: dict[str, str]) -> list[BotProcess]:
-        started = [await self._spawn(n, env) for n in range(count)]
-        await asyncio.gather(*(self._ready(bot) for bot in started))
-        return started
-
-    async def _spawn(self, n: int, env: dict[str, str]) -> BotProcess:
-        log_path = self.workdir / f"bot-{len(self.bots)}-{n}.log"
-        with log_path.open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bots.cli", "slack", env=env, cwd=self.workdir,
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,  # its own process group: killed as a whole
-            )
-        bot = BotProcess(proc, log_path)
-        self.bots.append(bot)
-        return bot
-
-    async def _ready(self, bot: BotProcess) -> None:
-        deadline = time.monotonic() + 30
-        while not (found := READY.search(bot.log())):
-            if bot.proc.returncode is not None or time.monotonic() > deadline:
-                raise AssertionError(f"threadwise slack did not start:\n{bot.log()[-3000:]}")
-            await asyncio.sleep(0.05)
-        bot.port = int(found.group(1))
-        async with aiohttp.ClientSession() as http, http.get(bot.url + "/healthz") as resp:
-            assert resp.status == 200, await resp.text()
-
-    async def kill(self, bot: BotProcess) -> None:
-        """SIGKILL: no shutdown code runs, exactly like a crashed host."""
-        if bot.proc.returncode is None:
-            os.killpg(bot.proc.pid, signal.SIGKILL)
-            await bot.proc.wait()
-
-    async def close(self) -> None:
-        for bot in self.bots:
-            if bot.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(bot.proc.pid, signal.SIGKILL)
-        await asyncio.gather(*(bot.proc.wait() for bot in self.bots))
-
-
 @pytest.fixture
-async def fleet(pg_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
-    # Depends on pg_url so the processes are gone before their schema is dropped.
-    running = Fleet(tmp_path)
+async def fleet(
+    pg_url: str, slack: SlackServer, model: TimedModelServer, tmp_path: Path
+) -> AsyncIterator[Fleet]:
+    # Depends on what the processes talk to, so they are killed before those stop.
+    running = Fleet(tmp_path, "slack")
     try:
         yield running
     finally:
@@ -186,17 +106,12 @@ async def fleet(pg_url: str, tmp_path: Path) -> AsyncIterator[Fleet]:
 def bot_env(
     slack: SlackServer, model: FakeModelServer, database_url: str, **extra: str
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(
-        ("MODEL_", "SLACK_", "DISCORD_", "GMI_", "OPENAI_", "DATABASE_", "THREADWISE_"))}
-    env.update({
-        "PYTHONPATH": str(ROOT), "MODEL_BASE_URL": model.base_url, "MODEL_API_KEY": "test-key",
-        "MODEL_MAX_RETRIES": "0", "DATABASE_URL": database_url,
-        "SLACK_BOT_TOKEN": slack.cfg.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
-        "SLACK_API_URL": slack.api_url, "PORT": "0", "LOG_LEVEL": "INFO",
-        "THREADWISE_LEASE_TTL_S": str(LEASE_TTL_S), "THREADWISE_ORPHAN_SWEEP_S": "0",
-    })
-    env.update(extra)
-    return env
+    return clean_env(
+        MODEL_BASE_URL=model.base_url, MODEL_API_KEY="test-key", MODEL_MAX_RETRIES="0",
+        DATABASE_URL=database_url, SLACK_BOT_TOKEN=slack.cfg.bot_token,
+        SLACK_SIGNING_SECRET=slack.signing_secret, SLACK_API_URL=slack.api_url,
+        THREADWISE_LEASE_TTL_S=str(LEASE_TTL_S), THREADWISE_ORPHAN_SWEEP_S="0", **extra,
+    )
 
 
 # --- helpers that read what people see ------------------------------------------------
@@ -213,26 +128,6 @@ async def deliver_all(
     assert max(r.elapsed_s for r in results) < 3.0, "Slack needs an answer within 3 s"
 
 
-async def turn_totals(bots: list[BotProcess]) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for counts in await asyncio.gather(*(bot.turns() for bot in bots)):
-        for outcome, value in counts.items():
-            totals[outcome] = totals.get(outcome, 0.0) + value
-    return totals
-
-
-async def until_turns(bots: list[BotProcess], **expected: float) -> dict[str, float]:
-    """Wait until the processes together counted at least these turn outcomes."""
-    deadline = time.monotonic() + 20
-    while True:
-        totals = await turn_totals(bots)
-        if all(totals.get(k, 0.0) >= v for k, v in expected.items()):
-            return totals
-        if time.monotonic() > deadline:
-            raise AssertionError(f"turns so far: {totals}; expected at least {expected}")
-        await asyncio.sleep(0.05)
-
-
 def finished(replies: list[Message]) -> bool:
     return all(not m.streaming for m in replies)
 
@@ -243,7 +138,8 @@ def finished(replies: list[Message]) -> bool:
 async def test_each_message_is_answered_exactly_once_across_three_processes(
     fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
 ) -> None:
-    bots = await fleet.start(3, bot_env(slack, model, pg_url))
+    bots = await fleet.start(*[bot_env(slack, model, pg_url)] * 3)
+    model.echo_tokens_per_s = None  # quick answers: this test is about who answers
     posts = [slack.user_post(CHANNEL, "U1", f"{slack.mention} question {n}") for n in range(6)]
     sends: list[tuple[BotProcess, dict[str, Any], int | None]] = []
     for n, post in enumerate(posts):
@@ -267,7 +163,7 @@ async def test_each_message_is_answered_exactly_once_across_three_processes(
 async def test_turns_in_one_thread_never_overlap_across_processes(
     fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
 ) -> None:
-    bots = await fleet.start(3, bot_env(slack, model, pg_url))
+    bots = await fleet.start(*[bot_env(slack, model, pg_url)] * 3)
     opening = slack.user_post(CHANNEL, "U1", f"{slack.mention} let us talk")
     await deliver_all(slack, [(bots[0], opening.events[1], None)])
     await until_turns(bots, answered=1)
@@ -297,7 +193,7 @@ async def test_a_process_killed_mid_reply_leaves_a_marked_reply_and_others_carry
     fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
 ) -> None:
     env = bot_env(slack, model, pg_url)  # no sweepers yet: only the next turn may clean up
-    bots = await fleet.start(3, env)
+    bots = await fleet.start(env, env, env)
     slow = " ".join(f"word{i}" for i in range(400))
     model.reply(slow, tokens_per_s=8)  # ~50 s: certainly mid-stream when the holder dies
     model.reply(slow, tokens_per_s=8)
@@ -320,7 +216,6 @@ async def test_a_process_killed_mid_reply_leaves_a_marked_reply_and_others_carry
         [busy_orphan] = slack.bot_replies(CHANNEL, busy.ts)
         [quiet_orphan] = slack.bot_replies(CHANNEL, quiet.ts)
         assert busy_orphan.streaming and quiet_orphan.streaming
-        cut_off = busy_orphan.text
 
         # The thread moves on: another process waits out the dead lease and answers.
         next_turn = slack.user_post(CHANNEL, "U1", f"{slack.mention} hello?", thread_ts=busy.ts)
@@ -331,15 +226,15 @@ async def test_a_process_killed_mid_reply_leaves_a_marked_reply_and_others_carry
         assert quiet_orphan.streaming, "nothing happened in the quiet thread yet"
 
         # The crashed process is replaced; its start-up sweep finalises the quiet thread.
-        await fleet.start(1, dict(env, THREADWISE_ORPHAN_SWEEP_S="600"))
-        await slack.wait_until(lambda: not quiet_orphan.streaming, 20)
+        await fleet.start(dict(env, THREADWISE_ORPHAN_SWEEP_S="600"))
+        await slack.wait_until(lambda: quiet_orphan.text.endswith(INTERRUPTED), 20)
 
         for orphan in (busy_orphan, quiet_orphan):
+            assert not orphan.streaming, "the dead process's stream was stopped"
             assert orphan.text.endswith(INTERRUPTED) and orphan.text.count(INTERRUPTED) == 1
+            # What the dead process had streamed stays (as of its last saved write).
             kept = orphan.text.removesuffix(INTERRUPTED).rstrip()
-            assert kept.startswith("word0 word1") and slow.startswith(kept)
-        # What the dead process had shown is kept (up to its last saved write).
-        assert cut_off.startswith(busy_orphan.text.removesuffix(INTERRUPTED).rstrip())
+            assert kept.startswith("word0 word1 word2 word3") and slow.startswith(kept)
         answer = slack.bot_replies(CHANNEL, busy.ts)[1]
         assert answer.text.startswith("echo: ") and "hello?" in answer.text
         [after] = [s for s in model.spans if "hello?" in json.dumps(s.body)]
