@@ -18,6 +18,7 @@ from typing import Any
 from core.model.types import (
     Finished,
     ModelClient,
+    ModelError,
     ModelMessage,
     ModelRequest,
     TextDelta,
@@ -44,6 +45,7 @@ Progress = Callable[[str], Awaitable[None]]
 FRAME_TOKENS = 64  # the content's own framing (title line, closing words) and message overhead
 NOTE_GAP_TOKENS = 16  # a <part_notes> wrapper
 MAX_REDUCE_ROUNDS = 6
+MIN_BUDGET = 256  # tokens of thread content one call must be able to take
 EMPTY_SUMMARY = "_(The model returned an empty summary.)_"
 
 
@@ -100,8 +102,6 @@ class Summarizer:
         self.single_budget = room - count(final_instructions())
         self.map_budget = room - count(map_instructions(9999, 9999))
         self.reduce_budget = room - count(reduce_instructions(final=True))
-        if min(self.single_budget, self.map_budget, self.reduce_budget) < 256:
-            raise ValueError(f"a context of {context_tokens} tokens is too small to summarize")
 
     # -- planning -----------------------------------------------------------------------
 
@@ -139,6 +139,10 @@ class Summarizer:
     ) -> Summary:
         if not messages:
             raise ValueError("nothing to summarize")
+        if min(self.single_budget, self.map_budget, self.reduce_budget) < MIN_BUDGET:
+            # Said to the requester like a model failure; the bot itself keeps running.
+            raise ModelError(f"the model's context ({self.context_tokens:,} tokens, "
+                             "MODEL_CONTEXT_TOKENS) is too small to summarize with")
         report = _reporter(progress)
         blocks, cut = self.blocks(messages)
         chunks = self._chunk(blocks)

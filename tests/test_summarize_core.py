@@ -269,3 +269,16 @@ async def test_a_failed_part_fails_the_summary_with_the_providers_reason(
     finally:
         await client.aclose()
     assert "overloaded" in failed.value.reason
+
+
+async def test_a_context_too_small_to_summarize_is_a_plain_failure_not_a_crash(
+    model_server: FakeModelServer,
+) -> None:
+    client = build_model_client(settings_for(model_server))
+    try:
+        summarizer = Summarizer(client, Tokenizer(), context_tokens=1001)  # constructing is fine
+        with pytest.raises(ModelError, match="MODEL_CONTEXT_TOKENS"):
+            await summarizer.summarize(thread(3), title="t")
+    finally:
+        await client.aclose()
+    assert model_server.requests == []
