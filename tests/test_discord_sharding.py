@@ -5,6 +5,7 @@ process; DMs belong to shard 0; commands are uploaded once."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,10 @@ def guild_on_shard(server: DiscordServer, name: str, shard: int, count: int) -> 
     assert shard_for(guild_id, count) == shard
     server.gateway.add_guild(guild_id, name)
     return guild_id
+
+
+def answered_once(server: DiscordServer, channel_id: str) -> bool:
+    return len(server.bot_messages(channel_id)) == 1
 
 
 def add_channel(server: DiscordServer, guild_id: str, name: str) -> str:
@@ -82,7 +87,7 @@ async def test_each_shard_process_answers_only_its_own_servers(
     await until_turns(shards, answered=3)
 
     for channel, message_id in asked.items():
-        await discord_server.until(lambda c=channel: len(discord_server.bot_messages(c)) == 1)
+        await discord_server.until(functools.partial(answered_once, discord_server, channel))
         [reply] = discord_server.bot_messages(channel)
         assert reply["message_reference"]["message_id"] == message_id
         assert reply["content"].startswith("echo: ")
