@@ -276,7 +276,9 @@ async def test_a_context_too_small_to_summarize_is_a_plain_failure_not_a_crash(
 ) -> None:
     client = build_model_client(settings_for(model_server))
     try:
-        summarizer = Summarizer(client, Tokenizer(), context_tokens=1001)  # constructing is fine
+        # MODEL_CONTEXT_TOKENS=1001 with MODEL_MAX_COMPLETION_TOKENS=600: constructing is fine.
+        summarizer = Summarizer(client, Tokenizer(), context_tokens=1001,
+                                reserve_output_tokens=600)
         with pytest.raises(ModelError, match="MODEL_CONTEXT_TOKENS"):
             await summarizer.summarize(thread(3), title="t")
     finally:
