@@ -1,0 +1,197 @@
+"""What a bench run does: the plan for each mode, the sections, and the printed report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.capacity import Step, ramp
+from bench.cost import run_cost
+from bench.images import image_rows, synthetic_photo
+from bench.store import StoreResult, bench_postgres, bench_sqlite
+from bench.streaming import (
+    CIS,
+    LLMCORD,
+    OURS,
+    REREAD,
+    STREAMERS,
+    RunResult,
+    Workload,
+    run_discord,
+    run_slack,
+)
+
+SECTIONS = ("streaming", "history", "capacity", "store", "cost", "images")
+ALIASES = {"writes": "streaming", "overhead": "streaming", "freshness": "streaming"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    slack: tuple[int, ...]
+    discord: tuple[int, ...]
+    history: tuple[tuple[int, int], ...]  # (conversations, turns each)
+    capacity: tuple[int, ...]
+    store_messages: int
+    store_samples: int
+    work: Workload = field(default_factory=Workload)
+
+    @property
+    def store_threads(self) -> int:
+        return max(1, self.store_messages // 20)
+
+
+FULL = Plan("full", (1, 10, 50), (1, 3, 10), ((1, 4), (10, 1)), (1, 10, 25, 50, 100, 200),
+            1_000_000, 1000)
+QUICK = Plan("quick", (1, 10), (1, 3), ((1, 3),), (1, 10, 25, 50), 100_000, 300)
+SMOKE = Plan("smoke", (1,), (), ((1, 2),), (1, 5), 2_000, 50, Workload(reply_tokens=30))
+
+
+@dataclass
+class Results:
+    plan: Plan
+    started: str
+    machine: str
+    streaming: list[RunResult] = field(default_factory=list)
+    history: list[tuple[RunResult, RunResult]] = field(default_factory=list)
+    capacity: list[Step] = field(default_factory=list)
+    store: list[StoreResult] = field(default_factory=list)
+    cost: tuple[Any, Any] | None = None
+    images: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def machine() -> str:
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, " \
+           f"Python {platform.python_version()}"
+
+
+Progress = Callable[[str], None]
+
+
+async def run(plan: Plan, sections: tuple[str, ...], progress: Progress) -> Results:
+    results = Results(plan, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine())
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="threadwise-bench-") as tmp:
+        workdirs = iter(range(10_000))
+
+        def workdir() -> Path:
+            path = Path(tmp) / f"run{next(workdirs)}"
+            path.mkdir()
+            return path
+
+        done: dict[tuple[str, str, int, int], RunResult] = {}
+
+        async def slack(strategy: str, n: int, turns: int = 1) -> RunResult:
+            key = ("Slack", strategy, n, turns)
+            if key not in done:
+                progress(f"Slack, {strategy}, {n} conversation(s) x {turns} turn(s)")
+                done[key] = await run_slack(strategy, n, plan.work, workdir(), turns=turns)
+            return done[key]
+
+        if {"streaming", "history"} & set(sections):
+            progress("warming up (imports, tokenizer, first connections)")
+            await run_slack(OURS, 1, replace(plan.work, reply_tokens=5), workdir())
+        if "streaming" in sections:
+            for n in plan.slack:
+                for strategy in STREAMERS:
+                    results.streaming.append(await slack(strategy, n))
+            for n in plan.discord:
+                for strategy in STREAMERS:
+                    progress(f"Discord, {strategy}, {n} conversation(s)")
+                    results.streaming.append(await run_discord(strategy, n, plan.work, workdir()))
+        if "history" in sections:
+            for n, turns in plan.history:
+                results.history.append((await slack(OURS, n, turns), await slack(REREAD, n, turns)))
+        if "capacity" in sections:
+            progress(f"capacity ramp {plan.capacity} (bot in a child process)")
+            results.capacity = await ramp(list(plan.capacity), plan.work)
+        if "store" in sections:
+            for bench in (bench_sqlite, bench_postgres):
+                progress(f"store: {bench.__name__.removeprefix('bench_')}, "
+                         f"{plan.store_messages:,} messages")
+                try:
+                    results.store.append(await bench(plan.store_messages, plan.store_threads,
+                                                     plan.store_samples))
+                except Exception as exc:  # e.g. no PostgreSQL here: say so, keep going
+                    results.errors.append(f"store ({bench.__name__}): {exc}")
+        if "cost" in sections:
+            progress("cost: 40-turn thread with photos")
+            results.cost = await run_cost()
+        if "images" in sections:
+            progress("images: 12-megapixel photo")
+            results.images = image_rows(synthetic_photo())
+    results.seconds = time.monotonic() - started
+    return results
+
+
+def render(results: Results) -> str:
+    plan = results.plan
+    work = plan.work
+    out = [
+        f"threadwise bench ({plan.name} run, {results.started}; {results.machine}; "
+        f"took {results.seconds:.0f} s).",
+        f"Fake model: {work.ttft_s * 1000:.0f} ms to first token, then "
+        f"{work.tokens_per_s:.0f} tokens/s, {work.reply_tokens}-token replies.",
+    ]
+    if results.streaming:
+        out += ["", "### Overhead, freshness and writes", "",
+                report.streaming_table(results.streaming), "",
+                "### Ratios against the baselines (>1×: threadwise is better)", "",
+                report.ratio_table(results.streaming)]
+    if results.history:
+        out += ["", "### History: our store vs re-reading the thread every turn (Slack)", "",
+                report.history_table(results.history)]
+    if results.capacity:
+        out += ["", "### Capacity of one bot process (Slack adapter, platform limits lifted)",
+                "", report.capacity_table(results.capacity), "",
+                f"Sustained before the median overhead doubled: "
+                f"{report.sustained(results.capacity)} concurrent conversations."]
+    if results.store:
+        out += ["", "### Store", "", report.store_table(results.store)]
+    if results.cost:
+        ours, base = results.cost
+        out += ["", "### Prompt cost over a 40-turn thread with 3 photos", "",
+                report.cost_table(ours, base), "", report.cache_summary(ours, base)]
+    if results.images:
+        out += ["", "### A 12-megapixel photo", "", report.image_table(results.images)]
+    if results.errors:
+        out += ["", "### Not measured", ""] + [f"- {e}" for e in results.errors]
+    return "\n".join(out) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def write_json(results: Results, path: Path) -> None:
+    path.write_text(json.dumps(_plain(results), indent=1) + "\n")
+
+
+def quiet_logs() -> None:
+    """The bots log every 429 and failed write the baselines provoke; the tables count them."""
+    logging.basicConfig(level=logging.CRITICAL)
+    for name in ("", "discord", "slack_bolt", "slack_sdk", "threadwise", "core", "adapters"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+__all__ = ["CIS", "FULL", "LLMCORD", "QUICK", "SECTIONS", "SMOKE", "Plan", "Results", "run"]
