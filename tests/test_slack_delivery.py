@@ -157,3 +157,21 @@ async def test_edits_deletions_and_other_bots_are_not_answered(
         await bot.idle()
     assert model_server.requests == []
     assert not [c for c in slack_server.calls if c.method.startswith("chat.")]
+
+
+async def test_opening_the_messages_tab_offers_prompts_once(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    def home(tab: str) -> dict[str, object]:
+        return slack_server.wrap_event({"type": "app_home_opened", "user": "U0ALICE",
+                                        "channel": "D0ALICE", "tab": tab, "event_ts": "1.2"})
+
+    async with running_bot(slack_server, model_server, tmp_path) as bot:
+        for tab in ("home", "messages", "messages"):
+            assert (await slack_server.deliver(bot.url, home(tab))).status == 200
+            await bot.idle()
+    posts = [c for c in slack_server.calls if c.method == "chat.postMessage"]
+    assert len(posts) == 1, "greeted once, and only for the Messages tab"
+    assert posts[0].params["channel"] == "D0ALICE"
+    assert "Summarize a discussion" in str(posts[0].params["markdown_text"])
+    assert model_server.requests == []

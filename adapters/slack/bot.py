@@ -42,6 +42,9 @@ SUGGESTED_PROMPTS = [
 ]
 
 
+WELCOME_TTL_S = 365 * 24 * 3600  # greet a person in the Messages tab once a year at most
+
+
 class SlackStartupError(Exception):
     """Slack rejected the configuration at start-up (one line, no secrets)."""
 
@@ -216,11 +219,16 @@ class SlackBot:
             metrics.events.labels("assistant_thread_context_changed", "ignore").inc()
 
         @app.event("app_home_opened")
-        async def on_home(event: dict[str, Any]) -> None:
-            # Suggested prompts belong to an assistant thread, which Slack announces with
-            # assistant_thread_started; the Messages tab itself has no thread to attach to.
-            metrics.events.labels("app_home_opened", "ignore").inc()
-            log.debug("app_home_opened (%s tab)", event.get("tab"))
+        async def on_home(event: dict[str, Any], body: dict[str, Any]) -> None:
+            # Slack's suggested-prompt API needs an assistant thread, which the Messages
+            # tab does not have: greet a person there once, with the same suggestions.
+            channel, user = event.get("channel"), event.get("user")
+            if event.get("tab") != "messages" or not channel or not user:
+                metrics.events.labels("app_home_opened", "ignore").inc()
+                return
+            metrics.events.labels("app_home_opened", "answer").inc()
+            team = str(body.get("team_id") or me.team_id)
+            self.tasks.spawn(self._welcome(team, str(channel), str(user)), "slack-welcome")
 
         if self.summaries is not None:
             register_summaries(app, self.summaries, self.tasks)
@@ -233,6 +241,23 @@ class SlackBot:
             log.debug("ignoring a %s event", str(event.get("type"))[:40])
 
         return app
+
+    async def _welcome(self, team: str, channel: str, user: str) -> None:
+        """Offer suggested prompts the first time someone opens the Messages tab."""
+        if not await self.service.store.first_sighting(f"slack-home:{team}:{user}", WELCOME_TTL_S):
+            return
+        ideas = "\n".join(f"• *{p['title']}*: {p['message']}" for p in SUGGESTED_PROMPTS)
+        text = (
+            "Hi! Ask me anything here, or mention me in a channel and I'll answer in the "
+            f"thread. Attach screenshots, photos or PDFs too. Some ideas:\n{ideas}"
+        )
+        try:
+            await self.gate.acquire("chat.postMessage", team)
+            await self.client.chat_postMessage(
+                channel=channel, markdown_text=text, unfurl_links=False, unfurl_media=False
+            )
+        except SlackApiError as exc:
+            log.info("could not greet in the Messages tab: %s", exc.response.get("error"))
 
     async def _suggest(self, channel: str, thread_ts: str) -> None:
         try:

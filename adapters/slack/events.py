@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from adapters.slack.markup import mentions, to_markdown
 from adapters.slack.port import SlackChatPort
 from adapters.slack.users import DisplayNames
-from core.ports import ChatPort
+from core.ports import ChatPort, Coordination
 from core.types import FileRef, Inbound, ThreadKey
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ class Service(Protocol):
     async def handle(self, inbound: Inbound, port: ChatPort) -> object: ...
 
     async def knows_thread(self, key: ThreadKey) -> bool: ...
+
+    @property
+    def store(self) -> Coordination: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ BOT_SCOPES: dict[str, str] = {
 }
 
 BOT_EVENTS = [
+    "app_home_opened",
     "app_mention",
     "assistant_thread_started",
     "message.channels",
