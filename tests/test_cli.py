@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
+from tests.fakes.log_capture import LogHygiene
 from tests.fakes.model_server import FakeModelServer
+
+Runner = Callable[..., Awaitable[tuple[int, str, str]]]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,63 +38,81 @@ async def run(args: list[str], env: dict[str, str], stdin: bytes | None = None,
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_help_lists_every_command(tmp_path: Path) -> None:
-    code, out, _ = await run(["--help"], clean_env(tmp_path))
+@pytest.fixture
+def cli(log_hygiene: LogHygiene) -> Runner:
+    """Run `threadwise` and hand its output to the suite's secret scanner."""
+
+    async def call(args: list[str], env: dict[str, str], stdin: bytes | None = None,
+                   cwd: Path | None = None) -> tuple[int, str, str]:
+        code, out, err = await run(args, env, stdin, cwd)
+        log_hygiene.check_output(out + err, f"threadwise {' '.join(args)[:40]}")
+        return code, out, err
+
+    return call
+
+
+async def test_help_lists_every_command(cli: Runner, tmp_path: Path) -> None:
+    code, out, _ = await cli(["--help"], clean_env(tmp_path))
     assert code == 0
     for command in ("slack", "discord", "chat", "summarize", "check", "manifest"):
         assert command in out
 
 
-async def test_invalid_setting_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
-    code, out, err = await run(["chat"], clean_env(tmp_path, MODEL_API="soap",
+async def test_invalid_setting_exits_2_with_one_line_naming_it(cli: Runner, tmp_path: Path) -> None:
+    code, out, err = await cli(["chat"], clean_env(tmp_path, MODEL_API="soap",
                                                    MODEL_API_KEY="sk-secretvalue123456"))
     assert code == 2
     assert err.count("\n") == 1 and "MODEL_API" in err and "Traceback" not in err
     assert "sk-secretvalue123456" not in err + out
 
 
-async def test_bad_json_in_extra_body_is_named(tmp_path: Path) -> None:
-    code, _, err = await run(["check"], clean_env(tmp_path, MODEL_EXTRA_BODY="{top_k: 40"))
+async def test_bad_json_in_extra_body_is_named(cli: Runner, tmp_path: Path) -> None:
+    code, _, err = await cli(["check"], clean_env(tmp_path, MODEL_EXTRA_BODY="{top_k: 40"))
     assert code == 2 and "MODEL_EXTRA_BODY" in err and "JSON" in err
 
 
-async def test_missing_key_exits_2_and_says_how_to_fix(tmp_path: Path) -> None:
-    code, _, err = await run(["chat"], clean_env(tmp_path))
+async def test_missing_key_exits_2_and_says_how_to_fix(cli: Runner, tmp_path: Path) -> None:
+    code, _, err = await cli(["chat"], clean_env(tmp_path))
     assert code == 2
     assert "MODEL_API_KEY" in err and "GMI_API_KEY" in err
 
 
-async def test_slack_without_tokens_exits_2(tmp_path: Path) -> None:
-    code, _, err = await run(["slack"], clean_env(tmp_path, MODEL_API_KEY="k"))
+async def test_slack_without_tokens_exits_2(cli: Runner, tmp_path: Path) -> None:
+    code, _, err = await cli(["slack"], clean_env(tmp_path, MODEL_API_KEY="k"))
     assert code == 2 and "SLACK_BOT_TOKEN" in err
 
 
-async def test_check_reaches_the_model(model_server: FakeModelServer, tmp_path: Path) -> None:
+async def test_check_reaches_the_model(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
     env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k")
-    code, out, _ = await run(["check"], env)
+    code, out, _ = await cli(["check"], env)
     assert code == 0, out
     assert "[ok  ] model" in out and "[ok  ] database" in out
     assert model_server.requests, "check sent one tiny request"
 
 
-async def test_check_reports_a_failing_model(model_server: FakeModelServer, tmp_path: Path) -> None:
+async def test_check_reports_a_failing_model(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
     model_server.fail(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error",
                                       "code": "invalid_api_key"}})
     env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k",
                     MODEL_MAX_RETRIES="0")
-    code, out, _ = await run(["check"], env)
+    code, out, _ = await cli(["check"], env)
     assert code == 1
     assert "[FAIL] model" in out and "Invalid API key" in out
 
 
 async def test_chat_holds_a_streamed_multi_turn_conversation(
+    cli: Runner,
     model_server: FakeModelServer, tmp_path: Path
 ) -> None:
     model_server.reply("Hello Ada, nice to meet you.", tokens_per_s=100)
     model_server.reply("Your name is Ada.")
     env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k",
                     USER="ada")
-    code, out, err = await run(["chat"], env, stdin=b"I am Ada\nwho am I?\n/quit\n")
+    code, out, err = await cli(["chat"], env, stdin=b"I am Ada\nwho am I?\n/quit\n")
     assert code == 0, err
     assert "Hello Ada, nice to meet you." in out and "Your name is Ada." in out
     second = str(model_server.requests[-1].body)
@@ -96,6 +120,7 @@ async def test_chat_holds_a_streamed_multi_turn_conversation(
 
 
 async def test_chat_attaches_an_image_and_resets(
+    cli: Runner,
     model_server: FakeModelServer, tmp_path: Path
 ) -> None:
     from PIL import Image
@@ -106,7 +131,7 @@ async def test_chat_attaches_an_image_and_resets(
     model_server.reply("Fresh start.")
     env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k")
     script = f"/image {picture}\nwhat is it?\n/reset\nhello\n/quit\n".encode()
-    code, out, err = await run(["chat"], env, stdin=script)
+    code, out, err = await cli(["chat"], env, stdin=script)
     assert code == 0, err
     assert "attached pic.png" in out and "A blue banner." in out and "history cleared" in out
     assert "data:image/" in str(model_server.requests[0].body)
