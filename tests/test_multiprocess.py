@@ -1,4 +1,5 @@
-"""Three real `threadwise slack` processes (HTTP mode) sharing one real PostgreSQL.
+"""Real `threadwise slack` processes sharing one real PostgreSQL: three in HTTP mode,
+and two Socket Mode replicas.
 
 Signed Events API deliveries are spread across the processes, with duplicates and
 retries sent to different ones. What a workspace must see: one reply per message,
@@ -24,7 +25,7 @@ import pytest
 from aiohttp import web
 
 from core.orphans import INTERRUPTED
-from tests.fakes.bot_processes import BotProcess, Fleet, clean_env, until_turns
+from tests.fakes.bot_processes import BotProcess, Fleet, clean_env, free_port, until_turns
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_server import SlackServer
 from tests.fakes.slack_state import Message
@@ -244,3 +245,30 @@ async def test_a_process_killed_mid_reply_leaves_a_marked_reply_and_others_carry
     finally:
         await db.close()
     assert (await until_turns(bots[1:], answered=1)).get("answered") == 1
+
+
+async def test_socket_mode_replicas_answer_each_message_once(
+    fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
+) -> None:
+    env = bot_env(slack, model, pg_url, SLACK_APP_TOKEN=slack.cfg.app_token)
+    await fleet.start(dict(env, PORT=str(free_port())), dict(env, PORT=str(free_port())))
+    bots = fleet.bots
+    assert len(slack.socket.connections) == 2  # one Socket Mode connection per replica
+    model.echo_tokens_per_s = None
+    posts = [slack.user_post(CHANNEL, "U1", f"{slack.mention} socket {n}") for n in range(4)]
+
+    acks = await asyncio.gather(*(
+        slack.socket.deliver(event, connection=(n + side) % 2, retry_attempt=retry)
+        for n, post in enumerate(posts)
+        # The message event on one connection, the mention on the other, and the
+        # mention's retry back on the first: every replica sees every post.
+        for side, retry, event in ((0, 0, post.events[0]), (1, 0, post.events[1]),
+                                   (0, 1, post.events[1]))
+    ))
+    assert len(acks) == 12
+
+    totals = await until_turns(bots, answered=4, duplicate=4)
+    assert totals.get("answered") == 4 and totals.get("duplicate") == 4
+    for post in posts:
+        assert len(slack.bot_replies(CHANNEL, post.ts)) == 1
+    assert len(model.requests) == 4

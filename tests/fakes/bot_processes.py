@@ -1,8 +1,9 @@
 """Real `threadwise` bot processes for multi-process tests, always cleaned up.
 
 Each process runs `python -m bots.cli <command>` in its own process group with its
-log in a file; it is ready once it logged the port it listens on (PORT=0 picks a
-free one, so ports never race) and GET /healthz answers 200. `Fleet.close()` (a
+log in a file; it is ready once GET /healthz answers 200 on its port: the one it
+logged (with PORT=0 it picks a free one, so ports never race), or the PORT it was
+given (Slack Socket Mode does not log one). `Fleet.close()` (a
 fixture finaliser) SIGKILLs every group still alive, whatever the test did.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -84,7 +86,7 @@ class Fleet:
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,  # its own process group: killed as a whole
             )
-        bot = BotProcess(proc, log_path)
+        bot = BotProcess(proc, log_path, port=int(env.get("PORT", "0")))
         self.bots.append(bot)
         return bot
 
@@ -100,8 +102,10 @@ class Fleet:
                 found = LISTENING.search(bot.log())
                 if found:
                     bot.port = int(found.group(1))
-                    async with http.get(bot.url + "/healthz") as resp:
-                        status = resp.status
+                if bot.port:
+                    with contextlib.suppress(aiohttp.ClientConnectionError):
+                        async with http.get(bot.url + "/healthz") as resp:
+                            status = resp.status
                 if status != 200:
                     await asyncio.sleep(0.05)
 
@@ -117,6 +121,13 @@ class Fleet:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(bot.proc.pid, signal.SIGKILL)
         await asyncio.gather(*(bot.proc.wait() for bot in self.bots))
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for a process that will not log its own)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def turn_totals(bots: list[BotProcess]) -> dict[str, float]:

@@ -46,14 +46,19 @@ class SocketModeHub:
         return ws
 
     async def deliver(
-        self, payload: dict[str, Any], *, timeout_s: float = 3.0, retry_attempt: int = 0
+        self, payload: dict[str, Any], *, timeout_s: float = 3.0, retry_attempt: int = 0,
+        connection: int = -1,
     ) -> dict[str, Any]:
-        """Send one events_api envelope; return the app's ack (raises if none in time)."""
+        """Send one events_api envelope; return the app's ack (raises if none in time).
+
+        connection picks which open connection gets it (Slack spreads envelopes, and
+        their retries, over every connection an app has open); the newest by default.
+        """
         await asyncio.wait_for(self.connected.wait(), timeout_s)
         envelope_id = str(uuid.uuid4())
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[envelope_id] = fut
-        await self.connections[-1].send_json({
+        await self.connections[connection].send_json({
             "envelope_id": envelope_id, "type": "events_api", "payload": payload,
             "accepts_response_payload": False, "retry_attempt": retry_attempt,
             "retry_reason": "timeout" if retry_attempt else "",
