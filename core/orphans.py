@@ -34,7 +34,14 @@ async def finalise_orphans(store: Store, key: ThreadKey, port: ChatPort) -> int:
     orphans = await store.streaming_messages(key)
     for orphan in orphans:
         log.warning("finalising orphaned reply %s in %s", orphan.id, key)
-        if orphan.platform_id:
+        if not orphan.platform_id:
+            # It died before its first write: nothing to mark, but a waiting
+            # indicator ("is thinking…") it set may still be showing.
+            try:
+                await port.set_status(key, None)
+            except Exception as exc:
+                log.debug("could not clear the status in %s: %s", key, exc)
+        else:
             limit = port.limits(key).max_chars
             parts = split_all(orphan.text, limit - len(INTERRUPTED) - 4)
             text = parts[0] + "\n\n" if orphan.text.strip() and len(parts) == 1 else ""

@@ -110,3 +110,23 @@ async def test_the_sweeper_task_only_touches_threads_it_owns(core: Core) -> None
     assert port.messages[f"dead-{my_orphan}"].endswith(INTERRUPTED)
     assert port.messages[f"dead-{their_orphan}"] == "Theirs"
     assert await status_of(core, theirs, their_orphan) == "streaming"
+
+
+async def test_a_reply_that_died_before_its_first_write_only_clears_the_status(
+    core: Core,
+) -> None:
+    port = MemoryPort()
+    key = ThreadKey("memory", "team", "general", "silent")
+    question = await core.store.append(NewMessage(key, "user", "u1", "Ada", "hello?"))
+    reply = await core.store.append(NewMessage(
+        key, "assistant", "threadwise", "threadwise", "", parent_id=question.id,
+        status="streaming",
+    ))
+    await port.set_status(key, "is thinking…")  # what the dead turn had shown
+    await asyncio.sleep(TTL_S + 0.05)
+
+    assert await core.service.orphans.sweep(port, platform="memory") == 1
+
+    assert port.messages == {}  # nothing to mark, nothing posted
+    assert [w.text for w in port.writes if w.kind == "status"] == ["is thinking…", ""]
+    assert await status_of(core, key, reply.id) == "partial"
