@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.fakes import bad_files
-from tests.fakes.discord_harness import image_urls, replies_to, start_bot
+from tests.fakes.discord_harness import replies_to, start_bot
 from tests.fakes.discord_server import DiscordServer, Upload
+from tests.fakes.model_requests import image_urls
 from tests.fakes.model_server import FakeModelServer
 
 

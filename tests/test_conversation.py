@@ -7,41 +7,14 @@ import io
 import itertools
 import json
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 from bots.compose import open_core
+from tests.fakes.bad_files import jpeg
 from tests.fakes.chat_port import Conversation, MemoryPort, settings_for
+from tests.fakes.model_requests import image_urls, seen_texts
 from tests.fakes.model_server import FakeModelServer
-
-
-def jpeg(width: int, height: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 30)).save(buf, "JPEG", quality=80)
-    return buf.getvalue()
-
-
-def user_texts(body: dict[str, Any]) -> list[str]:
-    """Every text the model saw in a Chat Completions request, in order."""
-    texts: list[str] = []
-    for message in body["messages"]:
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(p["text"] for p in content if p.get("type") == "text")
-    return texts
-
-
-def image_urls(body: dict[str, Any]) -> list[str]:
-    return [
-        part["image_url"]["url"]
-        for message in body["messages"]
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-        if part.get("type") == "image_url"
-    ]
 
 
 async def test_reply_streams_in_over_several_writes(conversation: Conversation) -> None:
@@ -59,7 +32,7 @@ async def test_follow_up_sees_history_with_speakers(conversation: Conversation) 
     await conversation.say("my name is Bob", author="Bob")
     conversation.model.reply("You are Bob.")
     assert await conversation.say("what is my name?", author="Bob") == "You are Bob."
-    seen = "\n".join(user_texts(conversation.model.requests[-1].body))
+    seen = "\n".join(seen_texts(conversation.model.requests[-1].body))
     assert "my name is Bob" in seen and "Nice to meet you, Bob." in seen
     assert "Bob" in seen.split("my name is Bob")[0][-40:], "the speaker is labelled"
 
@@ -117,7 +90,7 @@ async def test_mid_stream_failure_keeps_partial_text_with_a_marker(
     conversation.model.reply("Recovered.")
     assert await conversation.say("again?") == "Recovered."
     assert "The first half of the answer" in "\n".join(
-        user_texts(conversation.model.requests[-1].body)
+        seen_texts(conversation.model.requests[-1].body)
     )
 
 
@@ -179,7 +152,7 @@ async def test_budget_drops_oldest_turns_and_keeps_the_prefix_stable(
             model_server.reply(f"answer {turn} " + "lorem ipsum " * 20)
             await convo.say(f"question {turn} " + "dolor sit amet " * 20)
             bodies.append(model_server.requests[-1].body["messages"])
-        first = user_texts({"messages": bodies[-1]})
+        first = seen_texts({"messages": bodies[-1]})
         assert not any("question 0 " in t for t in first), "the oldest turn was dropped"
         assert any("question 29" in t for t in first), "the newest turn is kept"
         stable = 0

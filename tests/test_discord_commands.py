@@ -9,17 +9,16 @@ from typing import Any
 
 from PIL import Image
 
+from tests.fakes.bad_files import jpeg
 from tests.fakes.discord_harness import (
     answer_to,
-    image_urls,
-    jpeg,
     replies_to,
-    seen_texts,
     start_bot,
     usage_reaches,
 )
 from tests.fakes.discord_server import DiscordServer, Upload
 from tests.fakes.discord_state import InteractionRecord
+from tests.fakes.model_requests import image_urls, seen_texts
 from tests.fakes.model_server import FakeModelServer
 
 DEADLINE_S = 3.0

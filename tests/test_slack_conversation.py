@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.fakes.bad_files import png
+from tests.fakes.model_requests import image_sizes
 from tests.fakes.model_server import FakeModelServer
-from tests.fakes.slack_harness import image_sizes, png, request_text, running_bot
+from tests.fakes.slack_harness import request_text, running_bot
 from tests.fakes.slack_server import SlackServer
 from tests.fakes.slack_state import pings_in
 

@@ -117,7 +117,7 @@ def settings_for(model: FakeModelServer, db: Path, **extra: object) -> Settings:
         "MODEL_MAX_RETRIES": 0,
     }
     values.update(extra)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type,call-arg]
 
 
 @pytest_asyncio.fixture

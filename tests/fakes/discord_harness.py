@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import discord
-from PIL import Image
 
 from adapters.discord.endpoints import endpoints_overridden
 from adapters.discord.settings import load_discord_settings
@@ -96,34 +94,6 @@ async def connected_client(server: DiscordServer) -> AsyncIterator[RecordingClie
 
 
 # --- what tests read -----------------------------------------------------------------
-
-def jpeg(width: int, height: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (30, 120, 200)).save(buf, "JPEG", quality=80)
-    return buf.getvalue()
-
-
-def seen_texts(body: dict[str, Any]) -> list[str]:
-    """Every text the model received in a Chat Completions request, in order."""
-    texts: list[str] = []
-    for message in body["messages"]:
-        content = message.get("content")
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.extend(p["text"] for p in content if p.get("type") == "text")
-    return texts
-
-
-def image_urls(body: dict[str, Any]) -> list[str]:
-    return [
-        part["image_url"]["url"]
-        for message in body["messages"]
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-        if part.get("type") == "image_url"
-    ]
-
 
 def replies_to(server: DiscordServer, message_id: str) -> list[dict[str, Any]]:
     return [

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from adapters.slack.bot import SlackBot
 from bots.compose import open_core
@@ -53,31 +49,6 @@ async def running_bot(
             yield bot
         finally:
             await bot.aclose()
-
-
-def png(width: int, height: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 60)).save(out, "PNG")
-    return out.getvalue()
-
-
-def image_sizes(body: dict[str, Any]) -> list[tuple[int, int]]:
-    """Pixel sizes of every data-URL image in a recorded model request body."""
-    sizes = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif isinstance(node, str) and node.startswith("data:image/"):
-            raw = base64.b64decode(node.split(",", 1)[1])
-            sizes.append(Image.open(io.BytesIO(raw)).size)
-
-    walk(body)
-    return sizes
 
 
 def request_text(body: dict[str, Any]) -> str:
