@@ -16,6 +16,7 @@ from tests.fakes.bot_processes import Fleet, clean_env, until_turns
 from tests.fakes.discord_gateway import shard_for
 from tests.fakes.discord_payloads import FakeChannel
 from tests.fakes.discord_server import DiscordServer
+from tests.fakes.log_capture import LogHygiene
 from tests.fakes.model_server import FakeModelServer
 from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 
@@ -42,10 +43,11 @@ def add_channel(server: DiscordServer, guild_id: str, name: str) -> str:
 
 @pytest.fixture
 async def fleet(
-    pg_url: str, discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+    pg_url: str, discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene,
 ) -> AsyncIterator[Fleet]:
     # Depends on what the processes talk to, so they are killed before those stop.
-    running = Fleet(tmp_path, "discord")
+    running = Fleet(tmp_path, "discord", scan=log_hygiene.check_output)
     try:
         yield running
     finally:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from core.orphans import INTERRUPTED
 from tests.fakes.bot_processes import BotProcess, Fleet, clean_env, free_port, until_turns
+from tests.fakes.log_capture import LogHygiene
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_server import SlackServer
 from tests.fakes.slack_state import Message
@@ -94,10 +95,11 @@ async def slack() -> AsyncIterator[SlackServer]:
 
 @pytest.fixture
 async def fleet(
-    pg_url: str, slack: SlackServer, model: TimedModelServer, tmp_path: Path
+    pg_url: str, slack: SlackServer, model: TimedModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene,
 ) -> AsyncIterator[Fleet]:
     # Depends on what the processes talk to, so they are killed before those stop.
-    running = Fleet(tmp_path, "slack")
+    running = Fleet(tmp_path, "slack", scan=log_hygiene.check_output)
     try:
         yield running
     finally:

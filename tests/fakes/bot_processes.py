@@ -4,7 +4,8 @@ Each process runs `python -m bots.cli <command>` in its own process group with i
 log in a file; it is ready once GET /healthz answers 200 on its port: the one it
 logged (with PORT=0 it picks a free one, so ports never race), or the PORT it was
 given (Slack Socket Mode does not log one). `Fleet.close()` (a
-fixture finaliser) SIGKILLs every group still alive, whatever the test did.
+fixture finaliser) SIGKILLs every group still alive, whatever the test did, and
+hands every process's log to the suite's secret scanner (`scan`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,8 @@ def clean_env(**values: str) -> dict[str, str]:
     """This environment without any threadwise setting, plus `values`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(
         ("MODEL_", "SLACK_", "DISCORD_", "GMI_", "OPENAI_", "DATABASE_", "THREADWISE_"))}
-    env.update({"PYTHONPATH": str(ROOT), "PORT": "0", "LOG_LEVEL": "INFO"})
+    # DEBUG: the most the product may log, all of it scanned for secrets afterwards.
+    env.update({"PYTHONPATH": str(ROOT), "PORT": "0", "LOG_LEVEL": "DEBUG"})
     env.update(values)
     return env
 
@@ -67,9 +70,12 @@ class BotProcess:
 class Fleet:
     """Starts bot processes; kills every one at teardown."""
 
-    def __init__(self, workdir: Path, command: str) -> None:
+    def __init__(
+        self, workdir: Path, command: str, *, scan: Callable[[str, str], None] | None = None
+    ) -> None:
         self.workdir = workdir
         self.command = command
+        self.scan = scan  # (output, origin): e.g. LogHygiene.check_output
         self.bots: list[BotProcess] = []
 
     async def start(self, *envs: dict[str, str]) -> list[BotProcess]:
@@ -121,6 +127,9 @@ class Fleet:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(bot.proc.pid, signal.SIGKILL)
         await asyncio.gather(*(bot.proc.wait() for bot in self.bots))
+        if self.scan is not None:
+            for n, bot in enumerate(self.bots):
+                self.scan(bot.log(), f"threadwise {self.command} process {n}")
 
 
 def free_port() -> int:
