@@ -7,10 +7,10 @@ import itertools
 from dataclasses import dataclass, field
 
 from core.pacing import WriteBudgets
-from core.ports import FileRef, WriteLimits
+from core.ports import WriteLimits
 from core.splitting import split_all
 from core.streaming import ReplyStreamer
-from core.types import ThreadKey
+from core.types import FileRef, ThreadKey
 from tests.fakeclock import FakeClock
 
 KEY = ThreadKey("test", "space", "chan", "root")
