@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,8 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     quiet_logs()
 
+    started = time.monotonic()
+
     def progress(message: str) -> None:
-        print(f"… {message}", file=sys.stderr, flush=True)
+        print(f"[{time.monotonic() - started:5.0f} s] {message}", file=sys.stderr, flush=True)
 
     results = asyncio.run(run(plan, wanted or SECTIONS, progress))
     print(render(results))

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.paced_model import PacedModel, question_tag, reply_prefix
+from bench.postgres import fresh_database
 from bench.stats import median
 from bench.streaming import DISTINCT_PEOPLE, SLACK_CHANNELS, RunResult, Workload, measure
 from bench.visibility import VisibleSlack
 from tests.fakes.slack_rate import RateLimiter
+from tests.pg import PgServer
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT_S = 60.0
@@ -69,7 +71,9 @@ async def _stop_child(child: asyncio.subprocess.Process, timeout_s: float) -> di
     return stats
 
 
-async def run_step(conversations: int, work: Workload, *, arrivals: int) -> Step:
+async def run_step(
+    conversations: int, work: Workload, *, arrivals: int, database_url: str | None = None
+) -> Step:
     """`arrivals` conversations arriving every reply-duration / N; the second half counts."""
     result = RunResult("Slack", "threadwise", conversations, 1)
     duration = work.ttft_s + work.reply_tokens / work.tokens_per_s
@@ -84,7 +88,8 @@ async def run_step(conversations: int, work: Workload, *, arrivals: int) -> Step
     try:
         with tempfile.TemporaryDirectory(prefix="threadwise-capacity-") as workdir:
             child, url = await _start_child({
-                "model_url": model.base_url, "db": str(Path(workdir) / "threadwise.db"),
+                "model_url": model.base_url,
+                "database_url": database_url or f"sqlite:///{Path(workdir) / 'threadwise.db'}",
                 "bot_token": slack.cfg.bot_token, "slack_api_url": slack.api_url,
                 "signing_secret": slack.signing_secret, "file_host": slack.file_host,
             })
@@ -118,12 +123,21 @@ async def run_step(conversations: int, work: Workload, *, arrivals: int) -> Step
 
 
 async def ramp(
-    levels: list[int], work: Workload, *, min_arrivals: int = 10
+    levels: list[int], work: Workload, *, min_arrivals: int = 10,
+    postgres: PgServer | None = None,
 ) -> list[Step]:
-    """Run each level until the median overhead is at least twice the first level's."""
+    """Run each level until the median overhead is at least twice the first level's.
+
+    With `postgres`, the bot's store is a fresh PostgreSQL schema per level (else SQLite).
+    """
     steps: list[Step] = []
     for level in levels:
-        step = await run_step(level, work, arrivals=max(min_arrivals, 2 * level))
+        arrivals = max(min_arrivals, 2 * level)
+        if postgres is None:
+            step = await run_step(level, work, arrivals=arrivals)
+        else:
+            async with fresh_database(postgres) as url:
+                step = await run_step(level, work, arrivals=arrivals, database_url=url)
         steps.append(step)
         base = median(steps[0].samples)
         if len(steps) > 1 and median(step.samples) >= 2 * base:

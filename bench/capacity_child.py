@@ -54,7 +54,7 @@ async def _wait_for_stop() -> None:
 async def serve(cfg: dict[str, Any]) -> dict[str, float]:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, MODEL_BASE_URL=cfg["model_url"], MODEL_API_KEY="bench-key",
-        DATABASE_URL=f"sqlite:///{cfg['db']}", SLACK_BOT_TOKEN=cfg["bot_token"],
+        DATABASE_URL=cfg["database_url"], SLACK_BOT_TOKEN=cfg["bot_token"],
         SLACK_API_URL=cfg["slack_api_url"], SLACK_SIGNING_SECRET=cfg["signing_secret"],
         SLACK_FILE_HOSTS=cfg["file_host"], PORT=0,
     )

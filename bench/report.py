@@ -92,24 +92,31 @@ def history_table(pairs: Sequence[tuple[RunResult, RunResult]]) -> str:
     )
 
 
-def capacity_table(steps: Sequence[Step]) -> str:
-    base = median(steps[0].samples) if steps else math.nan
+def capacity_table(ramps: Sequence[tuple[str, Sequence[Step]]]) -> str:
     rows = []
+    for backend, steps in ramps:
+        rows += _capacity_rows(backend, steps)
+    return table(
+        ("store", "concurrent conversations", "overhead p50 / p99 (ms)",
+         "freshness p50 / p99 (s)", "bot CPU (cores)", "bot peak RSS (MB)",
+         "emulators' CPU (cores)", "incomplete replies", "overhead vs 1"),
+        rows,
+    )
+
+
+def _capacity_rows(backend: str, steps: Sequence[Step]) -> list[tuple[object, ...]]:
+    base = median(steps[0].samples) if steps else math.nan
+    rows: list[tuple[object, ...]] = []
     for step in steps:
         m = median(step.samples)
         verdict = "baseline" if step is steps[0] else ("doubled" if m >= 2 * base else "ok")
         rows.append((
-            step.conversations, _pair(step.samples), _spair(step.result.freshness),
+            backend, step.conversations, _pair(step.samples), _spair(step.result.freshness),
             f"{step.bot_cpu_cores:.2f}", f"{step.bot_peak_rss_mb:.0f}",
             f"{step.harness_cpu_cores:.2f}", f"{step.result.incomplete}/{step.result.replies}",
             verdict,
         ))
-    return table(
-        ("concurrent conversations", "overhead p50 / p99 (ms)", "freshness p50 / p99 (s)",
-         "bot CPU (cores)", "bot peak RSS (MB)", "emulators' CPU (cores)",
-         "incomplete replies", "overhead vs 1"),
-        rows,
-    )
+    return rows
 
 
 def sustained(steps: Sequence[Step]) -> str:

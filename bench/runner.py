@@ -10,6 +10,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from bench import report
 from bench.capacity import Step, ramp
 from bench.cost import run_cost
 from bench.images import image_rows, synthetic_photo
+from bench.postgres import NoPostgres, postgres_server
 from bench.store import StoreResult, bench_postgres, bench_sqlite
 from bench.streaming import (
     CIS,
@@ -30,6 +32,7 @@ from bench.streaming import (
     run_discord,
     run_slack,
 )
+from tests.pg import PgServer
 
 SECTIONS = ("streaming", "history", "capacity", "store", "cost", "images")
 ALIASES = {"writes": "streaming", "overhead": "streaming", "freshness": "streaming"}
@@ -42,6 +45,7 @@ class Plan:
     discord: tuple[int, ...]
     history: tuple[tuple[int, int], ...]  # (conversations, turns each)
     capacity: tuple[int, ...]
+    capacity_stores: tuple[str, ...]
     store_messages: int
     store_samples: int
     work: Workload = field(default_factory=Workload)
@@ -51,10 +55,13 @@ class Plan:
         return max(1, self.store_messages // 20)
 
 
-FULL = Plan("full", (1, 10, 50), (1, 3, 10), ((1, 4), (10, 1)), (1, 10, 25, 50, 100, 200),
-            1_000_000, 1000)
-QUICK = Plan("quick", (1, 10), (1, 3), ((1, 3),), (1, 10, 25, 50), 100_000, 300)
-SMOKE = Plan("smoke", (1,), (), ((1, 2),), (1, 5), 2_000, 50, Workload(reply_tokens=30))
+SQLITE, POSTGRES = "SQLite", "PostgreSQL"
+FULL = Plan("full", (1, 10, 50), (1, 3, 10), ((1, 4), (50, 1)), (1, 10, 25, 50, 100, 200),
+            (SQLITE, POSTGRES), 1_000_000, 1000)
+QUICK = Plan("quick", (1, 10), (1, 3), ((1, 3),), (1, 25, 50), (SQLITE,), 100_000, 300,
+             Workload(reply_tokens=120))
+SMOKE = Plan("smoke", (1,), (), ((1, 2),), (1, 5), (SQLITE,), 2_000, 50,
+             Workload(reply_tokens=30))
 
 
 @dataclass
@@ -64,7 +71,7 @@ class Results:
     machine: str
     streaming: list[RunResult] = field(default_factory=list)
     history: list[tuple[RunResult, RunResult]] = field(default_factory=list)
-    capacity: list[Step] = field(default_factory=list)
+    capacity: list[tuple[str, list[Step]]] = field(default_factory=list)
     store: list[StoreResult] = field(default_factory=list)
     cost: tuple[Any, Any] | None = None
     images: list[Any] = field(default_factory=list)
@@ -83,8 +90,15 @@ Progress = Callable[[str], None]
 async def run(plan: Plan, sections: tuple[str, ...], progress: Progress) -> Results:
     results = Results(plan, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine())
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="threadwise-bench-") as tmp:
+    async with AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="threadwise-bench-"))
         workdirs = iter(range(10_000))
+        pg: list[PgServer] = []
+
+        async def postgres() -> PgServer:
+            if not pg:
+                pg.append(await stack.enter_async_context(postgres_server()))
+            return pg[0]
 
         def workdir() -> Path:
             path = Path(tmp) / f"run{next(workdirs)}"
@@ -115,17 +129,23 @@ async def run(plan: Plan, sections: tuple[str, ...], progress: Progress) -> Resu
             for n, turns in plan.history:
                 results.history.append((await slack(OURS, n, turns), await slack(REREAD, n, turns)))
         if "capacity" in sections:
-            progress(f"capacity ramp {plan.capacity} (bot in a child process)")
-            results.capacity = await ramp(list(plan.capacity), plan.work)
-        if "store" in sections:
-            for bench in (bench_sqlite, bench_postgres):
-                progress(f"store: {bench.__name__.removeprefix('bench_')}, "
-                         f"{plan.store_messages:,} messages")
+            for backend in plan.capacity_stores:
+                progress(f"capacity ramp {plan.capacity} on {backend} (bot in a child process)")
                 try:
-                    results.store.append(await bench(plan.store_messages, plan.store_threads,
-                                                     plan.store_samples))
-                except Exception as exc:  # e.g. no PostgreSQL here: say so, keep going
-                    results.errors.append(f"store ({bench.__name__}): {exc}")
+                    server = await postgres() if backend == POSTGRES else None
+                    steps = await ramp(list(plan.capacity), plan.work, postgres=server)
+                    results.capacity.append((backend, steps))
+                except NoPostgres as exc:  # say so, keep going
+                    results.errors.append(f"capacity on {backend}: {exc}")
+        if "store" in sections:
+            args = (plan.store_messages, plan.store_threads, plan.store_samples)
+            progress(f"store: SQLite, {plan.store_messages:,} messages")
+            results.store.append(await bench_sqlite(*args))
+            progress(f"store: PostgreSQL, {plan.store_messages:,} messages")
+            try:
+                results.store.append(await bench_postgres(await postgres(), *args))
+            except NoPostgres as exc:
+                results.errors.append(f"store on PostgreSQL: {exc}")
         if "cost" in sections:
             progress("cost: 40-turn thread with photos")
             results.cost = await run_cost()
@@ -155,9 +175,10 @@ def render(results: Results) -> str:
                 report.history_table(results.history)]
     if results.capacity:
         out += ["", "### Capacity of one bot process (Slack adapter, platform limits lifted)",
-                "", report.capacity_table(results.capacity), "",
-                f"Sustained before the median overhead doubled: "
-                f"{report.sustained(results.capacity)} concurrent conversations."]
+                "", report.capacity_table(results.capacity), ""]
+        out += [f"Sustained on {backend} before the median overhead doubled: "
+                f"{report.sustained(steps)} concurrent conversations."
+                for backend, steps in results.capacity]
     if results.store:
         out += ["", "### Store", "", report.store_table(results.store)]
     if results.cost:

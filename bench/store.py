@@ -9,7 +9,6 @@ random thread, and append() of a message under that thread's lease, as a turn do
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sqlite3
 import tempfile
@@ -20,10 +19,11 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.postgres import fresh_database
 from core.ports import Store
 from core.store import open_store
 from core.types import NewMessage, ThreadKey
-from tests.pg import Cluster, PgServer, find_pg_bin
+from tests.pg import PgServer
 
 COLUMNS = (
     "platform", "space", "channel", "root", "role", "author_id", "author_name", "text",
@@ -132,20 +132,11 @@ async def bench_sqlite(messages: int, threads: int, samples: int) -> StoreResult
     return result
 
 
-async def bench_postgres(messages: int, threads: int, samples: int) -> StoreResult:
-    """On TEST_DATABASE_URL when set, else on a throwaway local cluster (tests/pg.py)."""
+async def bench_postgres(
+    server: PgServer, messages: int, threads: int, samples: int
+) -> StoreResult:
     result = StoreResult("PostgreSQL", messages, threads)
-    cluster: Cluster | None = None
-    admin = os.environ.get("TEST_DATABASE_URL")
-    if not admin:
-        bin_dir = find_pg_bin()
-        if bin_dir is None:
-            raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) and no TEST_DATABASE_URL")
-        cluster = Cluster(bin_dir)
-        admin = await asyncio.to_thread(cluster.start)
-    server = PgServer(admin_url=admin)
-    url = await server.fresh_url()
-    try:
+    async with fresh_database(server) as url:
         await (await open_store(url)).close()  # creates the schema
         started = time.perf_counter()
         await _fill_postgres(url, messages, threads)
@@ -155,8 +146,4 @@ async def bench_postgres(messages: int, threads: int, samples: int) -> StoreResu
             await _measure(store, result, samples)
         finally:
             await store.close()
-    finally:
-        await server.discard(url)
-        if cluster is not None:
-            await asyncio.to_thread(cluster.stop)
     return result
