@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from adapters.discord.client import ThreadwiseBot, build_bot
 from adapters.discord.endpoints import endpoints_overridden
-from adapters.discord.health import HealthServer
 from adapters.discord.settings import DiscordSettings, load_discord_settings
+from adapters.health import HealthServer
 from bots.check import CheckResult
 from bots.compose import Core, open_core
 from bots.config import ConfigError, describe

@@ -6,50 +6,35 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
+from adapters.health import HealthServer
 from adapters.slack.metrics import SlackMetrics
 
 log = logging.getLogger(__name__)
 
 
-class HttpSurface:
+class HttpSurface(HealthServer):
+    """The health surface plus, in HTTP mode, POST /slack/events."""
+
     def __init__(
         self, *, events: bool, registry: CollectorRegistry, metrics: SlackMetrics,
         ready: Callable[[], bool], signing_secret: str | None = None,
     ) -> None:
+        super().__init__(ready=ready, metrics=lambda: generate_latest(registry))
         self._events_enabled = events
         self.bolt: AsyncApp | None = None  # attached once the token is verified
-        self._registry = registry
         self._metrics = metrics
-        self._ready = ready
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = super().application()
         if self._events_enabled:
             app.router.add_post("/slack/events", self._events)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics_text)
         return app
-
-    async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.application(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        addresses = self._runner.addresses
-        self.port = int(addresses[0][1]) if addresses else port
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
         retry = "yes" if request.headers.get("X-Slack-Retry-Num") else "no"
@@ -82,12 +67,3 @@ class HttpSurface:
             )
         except ValueError:  # not UTF-8: Slack never sends that
             return False
-
-    async def _healthz(self, request: web.Request) -> web.StreamResponse:
-        if self._ready():
-            return web.json_response({"status": "ok"})
-        return web.json_response({"status": "starting"}, status=503)
-
-    async def _metrics_text(self, request: web.Request) -> web.StreamResponse:
-        body = generate_latest(self._registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

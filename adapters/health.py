@@ -1,4 +1,7 @@
-"""The Discord bot's side port: GET /healthz (200 once connected and ready), GET /metrics."""
+"""The operator's HTTP surface on PORT: GET /healthz (200 once ready, 503 before), GET /metrics.
+
+Shared by every bot; the Slack adapter adds its Events API route on the same server.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,18 @@ from prometheus_client import CONTENT_TYPE_LATEST
 class HealthServer:
     def __init__(self, *, ready: Callable[[], bool], metrics: Callable[[], bytes]) -> None:
         self._ready = ready
-        self._metrics = metrics
+        self._metrics_body = metrics
         self._runner: web.AppRunner | None = None
         self.port = 0
 
-    async def start(self, host: str, port: int) -> None:
-        app = web.Application()
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics_text)
-        self._runner = web.AppRunner(app, access_log=None)
+        return app
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.application(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         addresses = self._runner.addresses
@@ -36,4 +42,6 @@ class HealthServer:
         return web.json_response({"status": "starting"}, status=503)
 
     async def _metrics_text(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(body=self._metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=self._metrics_body(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
