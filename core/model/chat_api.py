@@ -26,7 +26,14 @@ from core.model.types import (
     TextDelta,
     TextPart,
 )
-from core.model.wire import RoundOutcome, count, data_url, image_detail, output_cap, sampling
+from core.model.wire import (
+    RoundOutcome,
+    count,
+    data_url,
+    image_detail,
+    output_cap,
+    shared_params,
+)
 from core.settings import Settings
 from core.types import ToolExchange, Usage
 
@@ -108,13 +115,7 @@ class ChatDialect:
         cap = output_cap(request, settings)
         if cap is not None:
             params["max_completion_tokens"] = cap  # never max_tokens: reasoning models refuse it
-        params.update(sampling(settings))
-        if request.cache_key:
-            params["prompt_cache_key"] = request.cache_key
-        if request.tools_enabled and self._tools:
-            params["tools"] = self._tools
-        if settings.model_extra_body:
-            params["extra_body"] = settings.model_extra_body
+        params.update(shared_params(request, settings, self._tools))
         return params
 
     # --- one round -------------------------------------------------------------------------

@@ -74,3 +74,17 @@ def sampling(settings: Settings) -> dict[str, Any]:
     if settings.model_top_p is not None:
         params["top_p"] = settings.model_top_p
     return params
+
+
+def shared_params(
+    request: ModelRequest, settings: Settings, tools: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Parameters both APIs spell the same way: sampling, cache key, tools, extra body."""
+    params = sampling(settings)
+    if request.cache_key:
+        params["prompt_cache_key"] = request.cache_key
+    if request.tools_enabled and tools:
+        params["tools"] = tools
+    if settings.model_extra_body:
+        params["extra_body"] = settings.model_extra_body
+    return params
