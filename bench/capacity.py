@@ -74,7 +74,8 @@ async def _stop_child(child: asyncio.subprocess.Process, timeout_s: float) -> di
 async def run_step(
     conversations: int, work: Workload, *, arrivals: int, database_url: str | None = None
 ) -> Step:
-    """`arrivals` conversations arriving every reply-duration / N; the second half counts."""
+    """`arrivals` conversations arriving every reply-duration / N. Those after the first N
+    count (by then about N replies are streaming at any moment)."""
     result = RunResult("Slack", "threadwise", conversations, 1)
     duration = work.ttft_s + work.reply_tokens / work.tokens_per_s
     gap = duration / conversations
@@ -114,7 +115,7 @@ async def run_step(
     finally:
         await model.stop()
         await slack.close()
-    counted = [reply_prefix(i, 0) for i in range(arrivals // 2, arrivals)]
+    counted = [reply_prefix(i, 0) for i in range(min(conversations, arrivals // 2), arrivals)]
     measure(result, counted, events, model, slack.visible)
     step = Step(conversations, result, stats["cpu_s"] / stats["wall_s"], stats["max_rss_mb"],
                 harness_cpu)
@@ -123,7 +124,7 @@ async def run_step(
 
 
 async def ramp(
-    levels: list[int], work: Workload, *, min_arrivals: int = 10,
+    levels: list[int], work: Workload, *, min_arrivals: int = 8,
     postgres: PgServer | None = None,
 ) -> list[Step]:
     """Run each level until the median overhead is at least twice the first level's.
@@ -132,7 +133,7 @@ async def ramp(
     """
     steps: list[Step] = []
     for level in levels:
-        arrivals = max(min_arrivals, 2 * level)
+        arrivals = max(min_arrivals, 2 * level)  # level 1: 7 measured replies in a row
         if postgres is None:
             step = await run_step(level, work, arrivals=arrivals)
         else:

@@ -56,7 +56,7 @@ class Plan:
 
 
 SQLITE, POSTGRES = "SQLite", "PostgreSQL"
-FULL = Plan("full", (1, 10, 50), (1, 3, 10), ((1, 4), (50, 1)), (1, 10, 25, 50, 100, 200),
+FULL = Plan("full", (1, 10, 50), (1, 3, 10), ((1, 3), (50, 1)), (1, 10, 25, 50, 100, 200),
             (SQLITE, POSTGRES), 1_000_000, 1000)
 QUICK = Plan("quick", (1, 10), (1, 3), ((1, 3),), (1, 25, 50), (SQLITE,), 100_000, 300,
              Workload(reply_tokens=120))

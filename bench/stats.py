@@ -55,7 +55,8 @@ def ratio(baseline: float, ours: float) -> str:
         return "0×"
     if ours <= 0:
         return "∞" if baseline > 0 else "1.0×"
-    return f"{baseline / ours:.1f}×"
+    value = baseline / ours
+    return f"{value:.0f}×" if value >= 10 else f"{value:.1f}×" if value >= 1 else f"{value:.2f}×"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
