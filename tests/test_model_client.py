@@ -195,6 +195,23 @@ async def test_sampling_extra_body_and_cache_key_are_sent_when_set(
 
 
 @APIS
+async def test_a_provider_that_rejects_prompt_cache_key_is_retried_without_it(
+    model_server: FakeModelServer, client_factory: Any, api: str
+) -> None:
+    model_server.fail(400, {"error": {
+        "message": "Unrecognized request argument supplied: prompt_cache_key",
+        "type": "invalid_request_error", "param": "prompt_cache_key", "code": None}})
+    model_server.reply("Fine without it.")
+    model_server.reply("Still fine.")
+    client = client_factory(api)
+    assert text_of(await collect(client, ask("hi", cache_key="tw:a"))) == "Fine without it."
+    assert text_of(await collect(client, ask("again", cache_key="tw:a"))) == "Still fine."
+    sent = [r.body for r in model_server.requests]
+    assert "prompt_cache_key" in sent[0]
+    assert all("prompt_cache_key" not in body for body in sent[1:]), "remembered, not re-sent"
+
+
+@APIS
 async def test_history_with_tool_exchanges_puts_calls_right_before_the_answer(
     model_server: FakeModelServer, client_factory: Any, api: str
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import openai
 from openai import AsyncOpenAI
@@ -54,6 +55,7 @@ class OpenAIModelClient:
         self._settings = settings
         self._host = provider_host(settings.model_base_url)
         self._functions: dict[str, FunctionTool] = {t.name: t for t in functions}
+        self._cache_key_accepted = True  # until the provider says otherwise
         self._sdk = AsyncOpenAI(
             base_url=settings.model_base_url,
             api_key=api_key,
@@ -76,6 +78,8 @@ class OpenAIModelClient:
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Run one turn: text as it streams, a ToolRound per tool round, usage, then Finished."""
+        if not self._cache_key_accepted:
+            request = replace(request, cache_key=None)
         transcript = self._dialect.transcript(request)
         total = Usage()
         produced_text = False
@@ -93,6 +97,12 @@ class OpenAIModelClient:
                         outcome = event
             except (openai.OpenAIError, json.JSONDecodeError, ModelError) as exc:
                 error = to_model_error(exc, host=self._host, mid_stream=bool(round_text))
+                if self._refuses_cache_key(error, request) and not round_text:
+                    # Some OpenAI-compatible servers reject unknown fields: stop sending it.
+                    log.info("the provider does not accept prompt_cache_key; not sending it")
+                    self._cache_key_accepted = False
+                    request = replace(request, cache_key=None)
+                    continue
                 log.warning("model call failed (%s): %s", self.api, error.reason)
                 raise error from exc
             if outcome is None:  # cannot happen with our dialects; be explicit if it does
@@ -114,6 +124,14 @@ class OpenAIModelClient:
             rounds_run += 1
             self._dialect.feed_back(transcript, "".join(round_text), exchanges)
             yield ToolRound(exchanges)
+
+    @staticmethod
+    def _refuses_cache_key(error: ModelError, request: ModelRequest) -> bool:
+        return (
+            request.cache_key is not None
+            and error.status in (400, 422)
+            and "prompt_cache_key" in error.reason
+        )
 
     async def list_models(self) -> list[str]:
         """Model ids the provider lists (for `threadwise check`); raises ModelError."""
