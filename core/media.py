@@ -257,6 +257,7 @@ def _normalise_image(
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still
                 # leaves at least the target size: far less memory and time.
                 im.draft(im.mode, target)
+            frames = int(getattr(im, "n_frames", 1))
             im.load()  # first frame only for animated GIF/WEBP
             if im.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
                 target = (target[1], target[0])
@@ -281,8 +282,10 @@ def _normalise_image(
             f"is still {_size(len(body))} after shrinking; the limit for images is "
             f"{_size(limits.max_output_bytes)}",
         )
+    note = f"is animated; I can only see its first frame (of {frames})" if frames > 1 else ""
     return Media(
-        "image", mime, name, body, hashlib.sha256(body).hexdigest(), frame.width, frame.height
+        "image", mime, name, body, hashlib.sha256(body).hexdigest(), frame.width, frame.height,
+        note=note,
     )
 
 

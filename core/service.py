@@ -313,6 +313,8 @@ class ConversationService:
                 log.info("file refused in %s: %s", inbound.key, exc)
                 notes.append(f"I couldn't use {exc.name}: {exc.reason}")
                 continue
+            if item.note:
+                notes.append(f"{item.name} {item.note}")
             budget -= len(item.data)
             await self.store.put_media(item)
             media[item.sha256] = item

@@ -69,6 +69,7 @@ class Media:
     sha256: str
     width: int | None = None
     height: int | None = None
+    note: str = field(default="", compare=False)  # told to the user, e.g. "only the first frame"
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,7 +251,9 @@ async def test_a_wrong_content_type_and_an_animated_gif_are_judged_by_their_byte
             assert (await slack.deliver(rig.bot.url, event)).status == 200
         await rig.answered(post)
         text = shown(rig.replies(post))
-    assert text == "Two images."
+    assert text.endswith("Two images.")
+    assert "dance.gif is animated; I can only see its first frame (of 4)" in text
+    assert "photo.pdf" not in text, "a mislabelled but valid image needs no warning"
     body = str(model_server.requests[0].body["messages"])
     assert body.count("data:image/jpeg;base64,") == 1  # the 'PDF' is used as the photo it is
     assert body.count("data:image/png;base64,") == 1  # the GIF's first frame, as a still

@@ -136,6 +136,8 @@ def test_animated_gif_gives_its_first_frame_only() -> None:
     assert getattr(Image.open(io.BytesIO(gif)), "n_frames", 1) == 3
 
     media = normalise("party.gif", gif)
+    assert media.note == "is animated; I can only see its first frame (of 3)"
+    assert normalise("still.png", _encode(frames[0], "PNG")).note == ""
     out = _reopen(media.data)
     assert getattr(out, "n_frames", 1) == 1
     pixel = out.convert("RGB").getpixel((40, 30))
