@@ -31,7 +31,7 @@ async def test_hostile_and_broken_attachments_each_get_a_named_outcome(
         Upload("page.png", bad_files.LOGIN_PAGE, "image/png"),  # the CDN served an error page
         Upload("clip.png", bad_files.jpeg(), "video/mp4"),  # declared as video: never fetched
         Upload("notes.png", bad_files.png(), "text/plain"),  # a PNG served as text: used
-        Upload("dance.gif", bad_files.animated_gif(), "image/gif"),  # first frame, as a still
+        Upload("dance.gif", bad_files.animated_gif(), "image/gif"),  # first frame, with a note
     ]
     model_server.reply("Read what I could.")
     async with start_bot(server, model_server, tmp_path):
@@ -48,7 +48,8 @@ async def test_hostile_and_broken_attachments_each_get_a_named_outcome(
     }
     for name, reason in expected.items():
         assert f"I couldn't use {name}: {reason}" in text, (name, text)
-    assert "notes.png" not in text and "dance.gif" not in text
+    assert "notes.png" not in text
+    assert "dance.gif is animated; I can only see its first frame (of 4)" in text
     assert len(image_urls(model_server.requests[0].body)) == 2  # notes.png and the GIF frame
     fetched = {r.path.rsplit("/", 1)[-1] for r in server.cdn_requests}
     assert "huge.png" not in fetched and "clip.png" not in fetched  # refused before download

@@ -44,7 +44,8 @@ def corrupt_jpeg() -> bytes:
 
 
 def animated_gif(frames: int = 4) -> bytes:
-    images = [Image.new("P", (32, 32), color) for color in range(1, frames + 1)]
+    # Visibly different frames (identical ones would be merged into a still image).
+    images = [Image.new("RGB", (32, 32), (60 * i % 256, 90, 200 - 40 * i)) for i in range(frames)]
     out = io.BytesIO()
     images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
     return out.getvalue()
