@@ -166,29 +166,29 @@ def render(results: Results) -> str:
         f"{work.tokens_per_s:.0f} tokens/s, {work.reply_tokens}-token replies.",
     ]
     if results.streaming:
-        out += ["", "### Overhead, freshness and writes", "",
+        out += ["", "#### Overhead, freshness and writes", "",
                 report.streaming_table(results.streaming), "",
                 "### Ratios against the baselines (>1×: threadwise is better)", "",
                 report.ratio_table(results.streaming)]
     if results.history:
-        out += ["", "### History: our store vs re-reading the thread every turn (Slack)", "",
+        out += ["", "#### History: our store vs re-reading the thread every turn (Slack)", "",
                 report.history_table(results.history)]
     if results.capacity:
-        out += ["", "### Capacity of one bot process (Slack adapter, platform limits lifted)",
+        out += ["", "#### Capacity of one bot process (Slack adapter, platform limits lifted)",
                 "", report.capacity_table(results.capacity), ""]
         out += [f"Sustained on {backend} before the median overhead doubled: "
                 f"{report.sustained(steps)} concurrent conversations."
                 for backend, steps in results.capacity]
     if results.store:
-        out += ["", "### Store", "", report.store_table(results.store)]
+        out += ["", "#### Store", "", report.store_table(results.store)]
     if results.cost:
         ours, base = results.cost
-        out += ["", "### Prompt cost over a 40-turn thread with 3 photos", "",
+        out += ["", "#### Prompt cost over a 40-turn thread with 3 photos", "",
                 report.cost_table(ours, base), "", report.cache_summary(ours, base)]
     if results.images:
-        out += ["", "### A 12-megapixel photo", "", report.image_table(results.images)]
+        out += ["", "#### A 12-megapixel photo", "", report.image_table(results.images)]
     if results.errors:
-        out += ["", "### Not measured", ""] + [f"- {e}" for e in results.errors]
+        out += ["", "#### Not measured", ""] + [f"- {e}" for e in results.errors]
     return "\n".join(out) + "\n"
 
 
