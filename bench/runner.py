@@ -168,7 +168,7 @@ def render(results: Results) -> str:
     if results.streaming:
         out += ["", "#### Overhead, freshness and writes", "",
                 report.streaming_table(results.streaming), "",
-                "### Ratios against the baselines (>1×: threadwise is better)", "",
+                "#### Ratios against the baselines (>1×: threadwise is better)", "",
                 report.ratio_table(results.streaming)]
     if results.history:
         out += ["", "#### History: our store vs re-reading the thread every turn (Slack)", "",

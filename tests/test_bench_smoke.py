@@ -25,4 +25,4 @@ async def test_smallest_bench_run_prints_every_strategy_and_ours_has_no_429s() -
     printed = render(results)
     for strategy in (OURS, LLMCORD, CIS):
         assert f"| Slack | 1 | {strategy} |" in printed
-    assert "### Ratios against the baselines" in printed
+    assert "#### Ratios against the baselines" in printed
