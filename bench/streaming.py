@@ -100,6 +100,11 @@ async def _settle() -> None:
     await asyncio.sleep(0.2)
 
 
+def _always_busy() -> int:
+    """Our Discord bot always finishes its replies: wait for the last word, not for idleness."""
+    return 1
+
+
 async def _until(done: Callable[[], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while not done():
@@ -218,7 +223,7 @@ async def run_discord(
         async with AsyncExitStack() as stack:
             model = await stack.enter_async_context(_paced_model(work))
             idle: Callable[[], Awaitable[None]] = _settle
-            busy: Callable[[], int] = lambda: 1  # noqa: E731 (ours always finishes its replies)
+            busy: Callable[[], int] = _always_busy
             if strategy == OURS:
                 # Once the last word shows, the turn has nothing left to write.
                 await stack.enter_async_context(
