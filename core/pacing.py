@@ -59,9 +59,3 @@ class WriteBudgets:
                 await self._sleep(delay)
                 self._refill(bucket)
             bucket.tokens -= 1.0
-
-    def penalise(self, limits: WriteLimits, retry_after_s: float) -> None:
-        """The platform said 429 anyway (another process shares the budget): back off."""
-        bucket = self._bucket(limits)
-        self._refill(bucket)
-        bucket.tokens = min(bucket.tokens, -retry_after_s * bucket.rate)

@@ -27,6 +27,9 @@ class WriteLimits:
     bucket: str  # name of the shared write budget (e.g. a workspace or a channel)
     bucket_rate: float  # writes per second the bucket refills
     bucket_burst: int  # writes the bucket may hold
+    # Discord counts posts and edits against one channel budget; Slack rate-limits
+    # posting by its own methods' tiers (paced by the adapter), not by chat.update's.
+    posts_share_bucket: bool = True
 
 
 class ChatPort(Protocol):

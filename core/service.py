@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEDUPE_TTL_S = 24 * 3600
 THINKING = "is thinking…"
+PROGRESS_SAVE_S = 3.0
 SAVE_ATTEMPTS = 3  # a finished reply is saved again after 0.5 s and 1 s if the store is busy
 
 
@@ -179,18 +180,24 @@ class ConversationService:
         )
 
         async def progress(ids: list[str], text: str) -> None:
-            # Runs in the writer task, once per platform write (≤ 1/s): lets a
-            # restarted process finalise this reply if we die mid-stream.
+            # Runs in the writer task after each platform write, so a restarted process
+            # can finalise this reply if we die mid-stream. New message ids are saved at
+            # once; the text at most every PROGRESS_SAVE_S (a store write per edit made
+            # the single SQLite connection the bottleneck under load).
             if ids and ids[0] != saved.get("id"):
                 saved["id"] = ids[0]
-                await self.store.update(reply.id, platform_id=ids[0])
+                await self.store.update(reply.id, platform_id=ids[0], text=text)
+                saved_at[0] = time.monotonic()
             for extra in ids[1:]:
                 if extra not in saved:
                     saved[extra] = extra
                     await self.store.add_platform_id(reply.id, extra)
-            await self.store.update(reply.id, text=text)
+            if time.monotonic() - saved_at[0] >= PROGRESS_SAVE_S:
+                saved_at[0] = time.monotonic()
+                await self.store.update(reply.id, text=text)
 
         saved: dict[str, str] = {}
+        saved_at = [0.0]
         streamer = ReplyStreamer(
             port, key, self.budgets, reply_to=inbound.message_id, on_progress=progress
         )

@@ -52,6 +52,7 @@ class ReplyStreamer:
         self._key = key
         self._budgets = budgets
         self._limits = port.limits(key)
+        self._max_chars = self._limits.max_chars
         self._reply_to = reply_to
         self._on_progress = on_progress
         self._clock = clock
@@ -87,7 +88,7 @@ class ReplyStreamer:
             return
         self._text.append(delta)
         self._source += delta
-        limit = self._limits.max_chars
+        limit = self._max_chars
         while len(self._carry) + len(self._source) > limit:
             cut = take_part(self._source, limit, self._carry)
             live = self._parts[-1]
@@ -147,10 +148,15 @@ class ReplyStreamer:
                 return
 
     async def _write(self, part: _Part, kind: str) -> None:
+        # Pacing may change mid-reply (a native stream opened, or fell back to edits);
+        # the part size stays what the reply started with.
+        self._limits = self._port.limits(self._key)
         wait = part.last_write + self._limits.min_edit_gap_s - self._clock()
         if wait > 0 and not (kind == "finish" and part.shown == part.text):
             await self._sleep(wait)
-        needs_budget = not (kind == "finish" and part.shown == part.text)
+        needs_budget = not (kind == "finish" and part.shown == part.text) and not (
+            kind == "post" and not self._limits.posts_share_bucket
+        )
         display = part.text
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             try:

@@ -201,3 +201,22 @@ async def test_a_part_frozen_while_its_post_is_in_flight_keeps_all_its_text() ->
     ids = await streamer.finish()
     shown = " ".join(port.messages[m] for m in ids)
     assert shown.split() == answer.split()
+
+
+
+async def test_posts_can_skip_the_edit_bucket_when_the_platform_paces_them() -> None:
+    """Slack: first posts use their own method tiers, so they never queue behind edits."""
+    clock = FakeClock()
+    budgets = WriteBudgets(clock=clock, sleep=clock.sleep)
+
+    class OwnPostTiers(RecordingPort):
+        def limits(self, key: ThreadKey) -> WriteLimits:
+            return WriteLimits(4000, 1.0, "slack:T1", 50 / 60, 1, posts_share_bucket=False)
+
+    ports = [OwnPostTiers(clock) for _ in range(10)]
+    streamers = [make(p, clock, budgets) for p in ports]
+    start = clock.now
+    for s in streamers:
+        s.push("Hello")
+    await asyncio.gather(*(s.finish() for s in streamers))
+    assert all(p.writes[0][0] - start < 0.01 for p in ports), "no first post waited"

@@ -87,10 +87,19 @@ class SlackChatPort:
     # -- limits and bookkeeping -----------------------------------------------------
 
     def limits(self, key: ThreadKey) -> WriteLimits:
-        # chat.update is Tier 3 (~50/min) per workspace, shared by every thread.
+        if any(r.key == key and r.stream is not None for r in self._replies.values()):
+            # A live native stream grows by chat.appendStream: Tier 4 (~100/min per
+            # workspace), a budget of its own, so edits can follow the model closely.
+            return WriteLimits(
+                max_chars=MAX_CHARS, min_edit_gap_s=0.25 / self._speed,
+                bucket=f"slack-append:{key.space}", bucket_rate=100 / 60 * self._speed,
+                bucket_burst=10, posts_share_bucket=False,
+            )
+        # chat.update is Tier 3 (~50/min) per workspace, shared by every thread. Posts
+        # (chat.startStream / chat.postMessage) are paced by their own tiers in post().
         return WriteLimits(
             max_chars=MAX_CHARS, min_edit_gap_s=1.0 / self._speed, bucket=f"slack:{key.space}",
-            bucket_rate=50 / 60 * self._speed, bucket_burst=3,
+            bucket_rate=50 / 60 * self._speed, bucket_burst=3, posts_share_bucket=False,
         )
 
     def remember_requester(self, key: ThreadKey, user_id: str, team_id: str) -> None:
