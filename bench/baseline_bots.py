@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,35 +23,12 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.discord.endpoints import endpoints_overridden
+from adapters.slack.events import TaskKeeper
 from bench.baselines import Strategy, model_deltas
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.slack_server import SlackServer
 
 MODEL = "openai/gpt-5.4-mini"
-
-
-class Tasks:
-    """The replies a baseline bot is working on (so a run can wait for them)."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-    async def idle(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
 class SlackSink:
@@ -89,12 +66,12 @@ def _openai(model_url: str) -> AsyncOpenAI:
 @asynccontextmanager
 async def baseline_slack_app(
     slack: SlackServer, model_url: str, strategy: Strategy
-) -> AsyncIterator[tuple[str, Tasks]]:
+) -> AsyncIterator[tuple[str, TaskKeeper]]:
     """A Bolt app answering app_mention with `strategy`; yields (its URL, its tasks)."""
     client = AsyncWebClient(token=slack.cfg.bot_token, base_url=slack.api_url, timeout=30)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
     openai = _openai(model_url)
-    tasks = Tasks()
+    tasks = TaskKeeper()
     app = AsyncApp(
         client=client, signing_secret=slack.signing_secret,
         logger=logging.getLogger("bench.baseline.bolt"),
@@ -103,7 +80,7 @@ async def baseline_slack_app(
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any]) -> None:
         sink = SlackSink(client, str(event["channel"]), str(event.get("thread_ts") or event["ts"]))
-        tasks.spawn(strategy(model_deltas(openai, MODEL, str(event["text"])), sink))
+        tasks.spawn(strategy(model_deltas(openai, MODEL, str(event["text"])), sink), "baseline")
 
     @app.event("message")
     async def on_message(event: dict[str, Any]) -> None:
@@ -134,13 +111,13 @@ class BaselineDiscordBot(discord.Client):
         super().__init__(intents=intents, guild_ready_timeout=0.05)
         self.strategy = strategy
         self.openai = _openai(model_url)
-        self.replies = Tasks()
+        self.replies = TaskKeeper()
 
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or self.user is None or self.user not in message.mentions:
             return
         deltas = model_deltas(self.openai, MODEL, message.content)
-        self.replies.spawn(self.strategy(deltas, DiscordSink(message)))
+        self.replies.spawn(self.strategy(deltas, DiscordSink(message)), "baseline")
 
 
 @asynccontextmanager

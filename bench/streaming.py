@@ -149,7 +149,7 @@ async def _slack_front(
         async with baseline_slack_app(slack, model.base_url, _baseline(strategy, failures)) as (
             url, tasks,
         ):
-            yield _Front(url, tasks.idle, lambda: failures.count, lambda: len(tasks))
+            yield _Front(url, tasks.drain, lambda: failures.count, lambda: len(tasks))
 
 
 async def run_slack(
@@ -233,7 +233,7 @@ async def run_discord(
                 bot = await stack.enter_async_context(
                     baseline_discord_bot(server, model.base_url, _baseline(strategy, failures))
                 )
-                idle, busy = bot.replies.idle, bot.replies.__len__
+                idle, busy = bot.replies.drain, bot.replies.__len__
             channel = server.channel_id()
             people = [server.add_user(f"person{i}").name for i in range(conversations)]
 
