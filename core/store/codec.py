@@ -6,6 +6,7 @@ import json
 from typing import Any, Protocol, cast
 
 from core.types import (
+    Media,
     MediaKind,
     MediaRef,
     MessageStatus,
@@ -72,3 +73,15 @@ def message_from_row(row: Row) -> StoredMessage:
 
 def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def media_from_row(row: Row, sha256: str) -> Media:
+    return Media(
+        kind=cast(MediaKind, row["kind"]),
+        mime=row["mime"],
+        name=row["name"],
+        data=bytes(row["data"]),
+        sha256=sha256,
+        width=row["width"],
+        height=row["height"],
+    )

@@ -16,13 +16,18 @@ from urllib.parse import unquote
 import asyncpg
 
 from core.ports import StaleLease
-from core.store.codec import MESSAGE_COLUMNS, encode_media, encode_tools, message_from_row
+from core.store.codec import (
+    MESSAGE_COLUMNS,
+    encode_media,
+    encode_tools,
+    media_from_row,
+    message_from_row,
+)
 from core.store.errors import SchemaTooNew, StoreUnavailable, mask_url
 from core.store.lease import HeldLease, LeaseWaiters, hold_lease
 from core.store.postgres_schema import BOOTSTRAP, MIGRATION_LOCK_ID, MIGRATIONS
 from core.types import (
     Media,
-    MediaKind,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -327,16 +332,7 @@ class PostgresStore:
         )
         if not rows:
             return None
-        row = rows[0]
-        return Media(
-            kind=cast(MediaKind, row["kind"]),
-            mime=row["mime"],
-            name=row["name"],
-            data=bytes(row["data"]),
-            sha256=sha256,
-            width=row["width"],
-            height=row["height"],
-        )
+        return media_from_row(rows[0], sha256)
 
     async def record_usage(
         self, key: ThreadKey, user_id: str, model: str, usage: Usage, at: float

@@ -27,6 +27,7 @@ from core.store.codec import (
     MESSAGE_COLUMNS,
     encode_media,
     encode_tools,
+    media_from_row,
     message_from_row,
 )
 from core.store.errors import SchemaTooNew, StoreUnavailable
@@ -35,7 +36,6 @@ from core.store.sqlite_errors import checked_location, explain
 from core.store.sqlite_schema import MIGRATIONS
 from core.types import (
     Media,
-    MediaKind,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -356,16 +356,7 @@ class SQLiteStore:
         )
         if not rows:
             return None
-        row = rows[0]
-        return Media(
-            kind=cast(MediaKind, row["kind"]),
-            mime=row["mime"],
-            name=row["name"],
-            data=bytes(row["data"]),
-            sha256=sha256,
-            width=row["width"],
-            height=row["height"],
-        )
+        return media_from_row(rows[0], sha256)
 
     async def record_usage(
         self, key: ThreadKey, user_id: str, model: str, usage: Usage, at: float
