@@ -47,11 +47,8 @@ async def fleet(
     log_hygiene: LogHygiene,
 ) -> AsyncIterator[Fleet]:
     # Depends on what the processes talk to, so they are killed before those stop.
-    running = Fleet(tmp_path, "discord", scan=log_hygiene.check_output)
-    try:
+    async with Fleet(tmp_path, "discord", scan=log_hygiene.check_output) as running:
         yield running
-    finally:
-        await running.close()
 
 
 def shard_env(

@@ -121,6 +121,12 @@ class Fleet:
             os.killpg(bot.proc.pid, signal.SIGKILL)
             await bot.proc.wait()
 
+    async def __aenter__(self) -> Fleet:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         for bot in self.bots:
             if bot.proc.returncode is None:
