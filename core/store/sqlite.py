@@ -94,8 +94,7 @@ class SQLiteStore:
 
     async def _configure(self) -> None:
         with self._errors():
-            rows = await self._db.execute_fetchall("PRAGMA journal_mode = WAL")
-            mode = str(next(iter(rows))[0]).lower()
+            mode = await self._journal_wal()
             if mode != "wal" and self._label != ":memory:":
                 log.warning("SQLite at %s runs in %s mode, not WAL", self._label, mode)
             # WAL + NORMAL syncs at checkpoints, not at every commit: committed data
@@ -104,6 +103,20 @@ class SQLiteStore:
             await self._db.execute("PRAGMA synchronous = NORMAL")
             await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             await self._db.execute("PRAGMA foreign_keys = ON")
+
+    async def _journal_wal(self) -> str:
+        # Switching a fresh file to WAL takes an exclusive lock, and SQLite answers
+        # "locked" at once, without its busy handler, while another connection (another
+        # process starting up) opens the same file: retry within the busy timeout.
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                rows = await self._db.execute_fetchall("PRAGMA journal_mode = WAL")
+                return str(next(iter(rows))[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
 
     async def _migrate(self) -> None:
         async with self._transaction() as db:
