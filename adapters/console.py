@@ -29,7 +29,9 @@ class ConsolePort:
             bucket_burst=100,
         )
 
-    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
         self._count += 1
         message_id = f"c{self._count}"
         self._shown[message_id] = ""

@@ -28,8 +28,14 @@ class WriteLimits:
     bucket_rate: float  # writes per second the bucket refills
     bucket_burst: int  # writes the bucket may hold
     # Discord counts posts and edits against one channel budget; Slack rate-limits
-    # posting by its own methods' tiers (paced by the adapter), not by chat.update's.
+    # posting by its own methods' tiers, not by chat.update's.
     posts_share_bucket: bool = True
+    # A separate budget for posts (Slack: about one message per second per channel).
+    # The core waits for it before reading the text, so a post that had to queue
+    # still carries everything the model wrote meanwhile.
+    post_bucket: str | None = None
+    post_rate: float = 1.0
+    post_burst: int = 1
 
 
 class ChatPort(Protocol):
@@ -37,8 +43,11 @@ class ChatPort(Protocol):
 
     def limits(self, key: ThreadKey) -> WriteLimits: ...
 
-    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
-        """Post a new message in the thread; return its platform id."""
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
+        """Post a new message in the thread; return its platform id. `final`: the
+        text is complete and will not grow (a port may skip opening a native stream)."""
         ...
 
     async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None: ...

@@ -206,6 +206,9 @@ class ConversationService:
             streamer.push("".join(f"_{n}_\n" for n in notes) + "\n")
         try:
             model_text, tools, usage, status = await self._run_model(assembled.request, streamer)
+        except asyncio.CancelledError:
+            await streamer.aclose()  # shutdown: stop writing, give up its live slot
+            raise
         except Exception as exc:  # anything but the model (which reports its own errors)
             log.exception("turn failed while streaming in %s", key)
             streamer.push(failure_marker(_plain_reason(exc), partial=bool(streamer.text)))

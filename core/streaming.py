@@ -3,6 +3,9 @@
 The token loop only calls push(), which never awaits. A single writer task per
 reply coalesces whatever arrived since the last write, waits for the message's
 minimum edit gap and the shared bucket, then performs exactly one platform write.
+Before its first post a reply waits for a live slot in the bucket (see core.pacing),
+so a crowded workspace shows fewer replies growing smoothly rather than many frozen;
+a reply that completes while waiting is posted whole.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class ReplyStreamer:
         self._carry = ""  # reopened fence the live part starts with
         self._text: list[str] = []
         self._dirty = asyncio.Event()
+        self._settled = asyncio.Event()  # the part waiting for a live slot is complete
+        self._slot: str | None = None  # bucket whose live slot this reply holds
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.writes = 0
@@ -93,6 +98,7 @@ class ReplyStreamer:
             cut = take_part(self._source, limit, self._carry)
             live = self._parts[-1]
             live.text, live.frozen = cut.part, True
+            self._settled.set()
             self._parts.append(_Part())
             self._source, self._carry = cut.rest, cut.carry
         self._parts[-1].text = self._carry + self._source
@@ -105,6 +111,7 @@ class ReplyStreamer:
         self._closing = True
         for part in self._parts:
             part.frozen = True
+        self._settled.set()
         if self._parts[-1].text.strip() == "" and len(self._parts) > 1:
             self._parts.pop()
         self._dirty.set()
@@ -138,19 +145,49 @@ class ReplyStreamer:
         return None
 
     async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            while (job := self._next()) is not None:
-                part, kind = job
-                await self._write(part, kind)
-            if self._closing and self._next() is None:
-                return
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty.clear()
+                while (job := self._next()) is not None:
+                    part, kind = job
+                    await self._write(part, kind)
+                if self._closing and self._next() is None:
+                    return
+        finally:
+            self._release_slot()
+
+    # -- live slots ----------------------------------------------------------------
+
+    async def _go_live(self, part: _Part) -> None:
+        """Before a growing part is first shown: hold a live slot, or wait for one
+        until the part is complete (then it is posted whole and needs none)."""
+        if self._slot is not None or part.frozen:
+            return
+        self._settled.clear()  # only this part (the last) can freeze from here on
+        self._slot = self._limits.bucket  # set first: a cancelled wait still releases
+        if not await self._budgets.admit(self._limits, self, self._settled):
+            self._slot = None
+
+    def _follow_bucket(self) -> None:
+        """Pacing may move a shown reply to another bucket (Slack: a native stream)."""
+        self._limits = self._port.limits(self._key)
+        if self._slot is not None and self._slot != self._limits.bucket and not self._closing:
+            self._budgets.release(self._slot, self)
+            self._budgets.hold(self._limits, self)
+            self._slot = self._limits.bucket
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self._budgets.release(self._slot, self)
+            self._slot = None
 
     async def _write(self, part: _Part, kind: str) -> None:
         # Pacing may change mid-reply (a native stream opened, or fell back to edits);
         # the part size stays what the reply started with.
-        self._limits = self._port.limits(self._key)
+        self._follow_bucket()
+        if kind == "post":
+            await self._go_live(part)
         wait = part.last_write + self._limits.min_edit_gap_s - self._clock()
         if wait > 0 and not (kind == "finish" and part.shown == part.text):
             await self._sleep(wait)
@@ -162,6 +199,8 @@ class ReplyStreamer:
             try:
                 if needs_budget:
                     await self._budgets.acquire(self._limits)
+                elif kind == "post":
+                    await self._budgets.acquire_post(self._limits)
                 # Read the text only now: whatever arrived while we waited goes out too.
                 display = part.text if part.frozen else balance(part.text)
                 display = await self._call(part, kind, display)
@@ -193,7 +232,9 @@ class ReplyStreamer:
         if kind == "post":
             previous = [p.id for p in self._parts if p.id is not None]
             reply_to = previous[-1] if previous else self._reply_to
-            part.id = await self._port.post(self._key, display, reply_to=reply_to)
+            part.id = await self._port.post(
+                self._key, display, reply_to=reply_to, final=part.frozen
+            )
             self.writes += 1
             if part.frozen:
                 # The part may have been frozen (and grown) while the post was in flight.

@@ -168,3 +168,15 @@ async def test_what_the_model_writes_cannot_ping_the_channel(
     await port.finish(KEY, ts, "Alert <!channel> and <@U0BOB>, @here <!subteam^S1|@devs>")
     assert slack_server.pings(KEY.channel, KEY.root) == []
     assert "Alert" in slack_server.bot_text(KEY.channel, KEY.root)
+
+
+async def test_a_complete_reply_is_one_chat_post_message_without_a_stream(
+    slack_server: SlackServer, port: SlackChatPort
+) -> None:
+    # A reply that waited for a live slot is posted whole: a stream would cost a
+    # Tier 2 chat.startStream and chat.stopStream for nothing.
+    ts = await port.post(KEY, "The whole answer.", final=True)
+    await port.finish(KEY, ts, "The whole answer.")
+    [msg] = slack_server.bot_replies(KEY.channel, KEY.root)
+    assert msg.text == "The whole answer." and not msg.streaming
+    assert _methods(slack_server) == ["chat.postMessage"]

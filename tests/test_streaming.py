@@ -32,7 +32,9 @@ class RecordingPort:
     def limits(self, key: ThreadKey) -> WriteLimits:
         return WriteLimits(self.max_chars, self.gap, f"b:{key.channel}", self.rate, self.burst)
 
-    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("platform down")
@@ -185,7 +187,10 @@ async def test_a_part_frozen_while_its_post_is_in_flight_keeps_all_its_text() ->
     """Regression: a burst that overflows a part during its first post lost text."""
 
     class SlowPort(RecordingPort):
-        async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+        async def post(
+            self, key: ThreadKey, markdown: str, *, reply_to: str | None = None,
+            final: bool = False,
+        ) -> str:
             mid = await super().post(key, markdown, reply_to=reply_to)
             await self.clock.sleep(0.5)  # the post is slow; the model keeps streaming meanwhile
             return mid
@@ -220,3 +225,97 @@ async def test_posts_can_skip_the_edit_bucket_when_the_platform_paces_them() -> 
         s.push("Hello")
     await asyncio.gather(*(s.finish() for s in streamers))
     assert all(p.writes[0][0] - start < 0.01 for p in ports), "no first post waited"
+
+
+async def _stream_then_finish(
+    streamer: ReplyStreamer, clock: FakeClock, words: list[str], every: float
+) -> None:
+    await feed(streamer, clock, words, every)
+    await streamer.finish()
+
+
+async def test_a_crowded_bucket_shows_only_the_replies_it_can_keep_fresh() -> None:
+    """1 write/s refreshes three live replies every 3 s; three more wait and are then
+    posted whole in one write each, instead of six replies frozen mid-sentence."""
+    clock = FakeClock()
+    budgets = WriteBudgets(clock=clock, sleep=clock.sleep)
+    ports = [RecordingPort(clock, gap=0.0, rate=1.0, burst=1) for _ in range(6)]
+    streamers = [make(p, clock, budgets) for p in ports]
+    words = [f"w{i} " for i in range(200)]  # 4 s of streaming
+    start = clock.now
+    await asyncio.gather(*(_stream_then_finish(s, clock, words, 0.02) for s in streamers))
+
+    full = "".join(words)
+    live = [p for p in ports if p.writes[0][3] != full]
+    waited = [p for p in ports if p.writes[0][3] == full]
+    assert len(live) == 3
+    assert all(p.writes[0][0] - start < 3.0 for p in live), "live replies show early words"
+    for p in waited:
+        assert [(kind, text) for _, kind, _, text in p.writes] == [("post", full)]
+        assert p.writes[0][0] - start >= 4.0, "posted once complete"
+    assert all(p.messages["m1"] == full for p in ports)
+
+
+async def test_a_waiting_reply_goes_live_as_soon_as_a_slot_frees() -> None:
+    clock = FakeClock()
+    budgets = WriteBudgets(clock=clock, sleep=clock.sleep)
+    # 0.5 writes/s keep one reply fresh (a write every 2 s): one live slot.
+    short, long = (RecordingPort(clock, max_chars=10_000, rate=0.5) for _ in range(2))
+    quick = make(short, clock, budgets)
+    slow = make(long, clock, budgets)
+    words = [f"w{i} " for i in range(500)]  # 10 s of streaming
+    start = clock.now
+    await asyncio.gather(
+        _stream_then_finish(quick, clock, words[:25], 0.02),
+        _stream_then_finish(slow, clock, words, 0.02),
+    )
+    quick_done = short.writes[-1][0]
+    first_post = long.writes[0]
+    assert first_post[1] == "post"
+    # The slot frees with the quick reply's last write; the post then needs one token
+    # of the shared bucket (0.5/s), long before the slow reply completes at 10 s.
+    assert quick_done < first_post[0] <= quick_done + 2.0 < start + 5.0
+    assert first_post[3] != "".join(words), "shown while still growing"
+    assert long.messages["m1"] == "".join(words)
+
+
+async def test_a_post_that_queued_for_its_budget_carries_what_arrived_meanwhile() -> None:
+    """Slack paces posts per channel: a post that had to wait must not go out with the
+    text of the moment it started waiting, and then need an edit for the rest."""
+    clock = FakeClock()
+    budgets = WriteBudgets(clock=clock, sleep=clock.sleep)
+
+    class OwnPostBudget(RecordingPort):
+        def limits(self, key: ThreadKey) -> WriteLimits:
+            return WriteLimits(4000, 1.0, "edits", 10.0, 10, posts_share_bucket=False,
+                               post_bucket="posts", post_rate=1.0, post_burst=1)
+
+    first, second = OwnPostBudget(clock), OwnPostBudget(clock)
+    a, b = make(first, clock, budgets), make(second, clock, budgets)
+    a.push("first reply")
+    await clock.sleep(0)
+    b.push("second ")
+    await feed(b, clock, ["reply ", "keeps ", "growing"], 0.3)
+    await asyncio.gather(a.finish(), b.finish())
+    [(at, kind, _, text), *_] = second.writes
+    assert kind == "post" and at >= 1.0, "it waited for the post budget"
+    assert text == "second reply keeps growing"
+
+
+async def test_a_reply_abandoned_while_waiting_does_not_keep_a_slot() -> None:
+    clock = FakeClock()
+    budgets = WriteBudgets(clock=clock, sleep=clock.sleep)
+    first, dropped, third = (RecordingPort(clock, max_chars=10_000, rate=0.5) for _ in range(3))
+    a, b, c = (make(p, clock, budgets) for p in (first, dropped, third))
+    a.push("first ")
+    b.push("dropped ")
+    c.push("third ")
+    await clock.sleep(1.0)
+    assert first.writes and not dropped.writes and not third.writes  # one slot
+    await b.aclose()  # e.g. shutdown cancelled that turn
+    await a.finish()
+    await feed(c, clock, [f"w{i} " for i in range(200)], 0.02)
+    assert third.writes[0][3] != c.text, "the third reply went live before completing"
+    await c.finish()
+    assert not dropped.writes
+    assert third.messages["m1"] == c.text

@@ -30,7 +30,9 @@ class InteractionPort:
     def limits(self, key: ThreadKey) -> WriteLimits:
         return channel_limits(f"discord:interaction:{self._interaction.id}")
 
-    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
         interaction = self._interaction
         if self._original_id is None:
             original = await with_rate_limit_retry(

@@ -128,7 +128,9 @@ class DiscordPort:
         guild_id = None if key.space == "dm" else int(key.space)
         return self._client.get_partial_messageable(int(key.channel), guild_id=guild_id)
 
-    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
         self._stop_typing(key)
         channel = self._channel(key)
         # A thread opened from a message has that message's id; the message itself lives in

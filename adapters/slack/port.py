@@ -90,16 +90,21 @@ class SlackChatPort:
         if any(r.key == key and r.stream is not None for r in self._replies.values()):
             # A live native stream grows by chat.appendStream: Tier 4 (~100/min per
             # workspace), a budget of its own, so edits can follow the model closely.
-            return WriteLimits(
-                max_chars=MAX_CHARS, min_edit_gap_s=0.25 / self._speed,
-                bucket=f"slack-append:{key.space}", bucket_rate=100 / 60 * self._speed,
-                bucket_burst=10, posts_share_bucket=False,
-            )
-        # chat.update is Tier 3 (~50/min) per workspace, shared by every thread. Posts
-        # (chat.startStream / chat.postMessage) are paced by their own tiers in post().
+            return self._limits(key, 0.25, f"slack-append:{key.space}", 100, 10)
+        # chat.update is Tier 3 (~50/min) per workspace, shared by every thread.
+        return self._limits(key, 1.0, f"slack:{key.space}", 50, 3)
+
+    def _limits(
+        self, key: ThreadKey, gap_s: float, bucket: str, per_minute: int, burst: int
+    ) -> WriteLimits:
+        # Posts are paced by chat.postMessage's own limit (as the gate in post() is),
+        # not by the edit budget; the core waits for it before it reads the text.
+        post = self._gate.rates["chat.postMessage"]
         return WriteLimits(
-            max_chars=MAX_CHARS, min_edit_gap_s=1.0 / self._speed, bucket=f"slack:{key.space}",
-            bucket_rate=50 / 60 * self._speed, bucket_burst=3, posts_share_bucket=False,
+            max_chars=MAX_CHARS, min_edit_gap_s=gap_s / self._speed, bucket=bucket,
+            bucket_rate=per_minute / 60 * self._speed, bucket_burst=burst,
+            posts_share_bucket=False, post_bucket=f"slack-post:{key.space}:{key.channel}",
+            post_rate=post.per_minute / 60 * self._speed, post_burst=post.burst,
         )
 
     def remember_requester(self, key: ThreadKey, user_id: str, team_id: str) -> None:
@@ -115,10 +120,14 @@ class SlackChatPort:
 
     # -- writing --------------------------------------------------------------------
 
-    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
         text = neutralise(markdown)
         start = _unbalanced(text) or text
-        stream = await self._start_stream(key, start)
+        # A complete reply is one chat.postMessage: a stream would also need a Tier 2
+        # chat.stopStream for nothing.
+        stream = None if final else await self._start_stream(key, start)
         if stream is not None and stream.ts:
             self._track(key, stream.ts, start, stream)
             return stream.ts

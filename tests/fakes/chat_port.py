@@ -45,7 +45,9 @@ class MemoryPort:
     def limits(self, key: ThreadKey) -> WriteLimits:
         return WriteLimits(self.max_chars, self.min_gap_s, f"memory:{key.channel}", 50.0, 10)
 
-    async def post(self, key: ThreadKey, markdown: str, *, reply_to: str | None = None) -> str:
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
         assert len(markdown) <= self.max_chars
         message_id = f"bot-{len(self.messages) + 1}"
         self.messages[message_id] = markdown
