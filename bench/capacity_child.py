@@ -33,11 +33,14 @@ GATE_SPEED = 1000.0
 
 
 class PerThreadBudgetPort(SlackChatPort):
-    """Our Slack port with a write budget per thread instead of per workspace."""
+    """Our Slack port with write and post budgets per thread, not per workspace/channel."""
 
     def limits(self, key: ThreadKey) -> WriteLimits:
         base = super().limits(key)
-        return dataclasses.replace(base, bucket=f"{base.bucket}:{key.channel}:{key.root}")
+        thread = f"{key.channel}:{key.root}"
+        return dataclasses.replace(
+            base, bucket=f"{base.bucket}:{thread}", post_bucket=f"{base.post_bucket}:{thread}"
+        )
 
 
 async def _wait_for_stop() -> None:
