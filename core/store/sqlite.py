@@ -32,7 +32,7 @@ from core.store.codec import (
 )
 from core.store.errors import SchemaTooNew, StoreUnavailable
 from core.store.lease import HeldLease, LeaseWaiters, hold_lease
-from core.store.sqlite_errors import checked_location, explain
+from core.store.sqlite_errors import checked_location, explain, is_busy
 from core.store.sqlite_schema import MIGRATIONS
 from core.types import (
     Media,
@@ -114,7 +114,7 @@ class SQLiteStore:
                 rows = await self._db.execute_fetchall("PRAGMA journal_mode = WAL")
                 return str(next(iter(rows))[0]).lower()
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
+                if not is_busy(exc) or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.02)
 

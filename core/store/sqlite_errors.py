@@ -22,11 +22,19 @@ def checked_location(relative: str) -> str:
     return path
 
 
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock this statement needs."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(
+        exc
+    ).lower()
+
+
 def explain(exc: sqlite3.Error, label: str, busy_timeout_ms: int) -> StoreUnavailable | None:
     """Turn SQLite's terse errors into reasons an operator can act on."""
     name = str(getattr(exc, "sqlite_errorname", ""))
     text = str(exc).lower()
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in text:
+    if is_busy(exc):
         return StoreUnavailable(
             f"the SQLite database at {label} is busy: another process held its write lock "
             f"for more than {busy_timeout_ms} ms. Try again; if several processes share the "
