@@ -72,9 +72,9 @@ class WriteBudgets:
         await self._take(self._bucket(limits))
 
     async def acquire_post(self, limits: WriteLimits) -> None:
-        """Wait for one post from the limits' own post budget (when it has one)."""
-        if limits.post_bucket is not None:
-            await self._take(self._named(limits.post_bucket, limits.post_rate, limits.post_burst))
+        """Wait for one post from the limits' own post budget."""
+        assert limits.post_bucket is not None, "posts share the edit bucket: use acquire()"
+        await self._take(self._named(limits.post_bucket, limits.post_rate, limits.post_burst))
 
     async def _take(self, bucket: _Bucket) -> None:
         async with bucket.lock:

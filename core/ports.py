@@ -27,12 +27,10 @@ class WriteLimits:
     bucket: str  # name of the shared write budget (e.g. a workspace or a channel)
     bucket_rate: float  # writes per second the bucket refills
     bucket_burst: int  # writes the bucket may hold
-    # Discord counts posts and edits against one channel budget; Slack rate-limits
-    # posting by its own methods' tiers, not by chat.update's.
-    posts_share_bucket: bool = True
-    # A separate budget for posts (Slack: about one message per second per channel).
-    # The core waits for it before reading the text, so a post that had to queue
-    # still carries everything the model wrote meanwhile.
+    # None: posts count against `bucket` too (Discord: one budget per channel). Else
+    # the budget posts have of their own (Slack: ~1 message per second per channel,
+    # apart from chat.update's tier). The core waits for it before reading the text,
+    # so a post that had to queue still carries everything written meanwhile.
     post_bucket: str | None = None
     post_rate: float = 1.0
     post_burst: int = 1

@@ -191,15 +191,14 @@ class ReplyStreamer:
         wait = part.last_write + self._limits.min_edit_gap_s - self._clock()
         if wait > 0 and not (kind == "finish" and part.shown == part.text):
             await self._sleep(wait)
-        needs_budget = not (kind == "finish" and part.shown == part.text) and not (
-            kind == "post" and not self._limits.posts_share_bucket
-        )
+        own_post_budget = kind == "post" and self._limits.post_bucket is not None
+        needs_budget = not (kind == "finish" and part.shown == part.text) and not own_post_budget
         display = part.text
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             try:
                 if needs_budget:
                     await self._budgets.acquire(self._limits)
-                elif kind == "post":
+                elif own_post_budget:
                     await self._budgets.acquire_post(self._limits)
                 # Read the text only now: whatever arrived while we waited goes out too.
                 display = part.text if part.frozen else balance(part.text)

@@ -216,7 +216,8 @@ async def test_posts_can_skip_the_edit_bucket_when_the_platform_paces_them() -> 
 
     class OwnPostTiers(RecordingPort):
         def limits(self, key: ThreadKey) -> WriteLimits:
-            return WriteLimits(4000, 1.0, "slack:T1", 50 / 60, 1, posts_share_bucket=False)
+            return WriteLimits(4000, 1.0, "slack:T1", 50 / 60, 1,
+                               post_bucket="slack-post:T1", post_burst=10)
 
     ports = [OwnPostTiers(clock) for _ in range(10)]
     streamers = [make(p, clock, budgets) for p in ports]
@@ -287,7 +288,7 @@ async def test_a_post_that_queued_for_its_budget_carries_what_arrived_meanwhile(
 
     class OwnPostBudget(RecordingPort):
         def limits(self, key: ThreadKey) -> WriteLimits:
-            return WriteLimits(4000, 1.0, "edits", 10.0, 10, posts_share_bucket=False,
+            return WriteLimits(4000, 1.0, "edits", 10.0, 10,
                                post_bucket="posts", post_rate=1.0, post_burst=1)
 
     first, second = OwnPostBudget(clock), OwnPostBudget(clock)

@@ -103,7 +103,7 @@ class SlackChatPort:
         return WriteLimits(
             max_chars=MAX_CHARS, min_edit_gap_s=gap_s / self._speed, bucket=bucket,
             bucket_rate=per_minute / 60 * self._speed, bucket_burst=burst,
-            posts_share_bucket=False, post_bucket=f"slack-post:{key.space}:{key.channel}",
+            post_bucket=f"slack-post:{key.space}:{key.channel}",
             post_rate=post.per_minute / 60 * self._speed, post_burst=post.burst,
         )
 
