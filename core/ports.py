@@ -81,6 +81,11 @@ class Lease(Protocol):
 
     async def renew(self) -> None: ...
 
+    async def confirm(self) -> bool:
+        """True while the holder may still act (asked before each platform write);
+        False once the lease was taken over or its term ran out unconfirmed."""
+        ...
+
     @property
     def lost(self) -> bool: ...
 
@@ -109,7 +114,11 @@ class HistoryStore(Protocol):
         status: MessageStatus | None = None,
         platform_id: str | None = None,
         tools: tuple[ToolExchange, ...] | None = None,
-    ) -> None: ...
+        lease_token: str | None = None,
+    ) -> None:
+        """Change a stored message; with a lease token, raise StaleLease (and change
+        nothing) if the thread's lease moved on, exactly as append() does."""
+        ...
 
     async def load_thread(self, key: ThreadKey) -> list[StoredMessage]:
         """All messages of one thread, oldest first (O(thread), not O(database))."""

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from core.context import assemble
@@ -23,9 +24,9 @@ from core.model.types import (
 )
 from core.orphans import OrphanSweeper, finalise_orphans
 from core.pacing import WriteBudgets
-from core.ports import ChatPort, FileRefused, Store
+from core.ports import ChatPort, FileRefused, Lease, StaleLease, Store
+from core.reply_record import ReplyRecord
 from core.settings import Settings
-from core.store.errors import StoreUnavailable
 from core.streaming import ReplyStreamer
 from core.tokens import Tokenizer
 from core.types import (
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 
 DEDUPE_TTL_S = 24 * 3600
 THINKING = "is thinking…"
-PROGRESS_SAVE_S = 3.0
-SAVE_ATTEMPTS = 3  # a finished reply is saved again after 0.5 s and 1 s if the store is busy
 
 
 def failure_marker(reason: str, *, partial: bool) -> str:
@@ -58,7 +57,7 @@ def failure_marker(reason: str, *, partial: bool) -> str:
 class TurnOutcome:
     """What one turn did; returned for tests and metrics."""
 
-    status: str  # "answered" | "failed" | "duplicate" | "ignored"
+    status: str  # "answered" | "failed" | "duplicate" | "ignored" | "superseded"
     message_ids: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     notes: list[str] = field(default_factory=list)
@@ -103,7 +102,7 @@ class ConversationService:
                 return TurnOutcome("duplicate")
             async with self.store.lease(thread_lease(key), self.settings.lease_ttl_s) as lease:
                 await finalise_orphans(self.store, key, port)
-                outcome = await self._turn(inbound, port, lease.token)
+                outcome = await self._turn(inbound, port, lease)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -139,7 +138,7 @@ class ConversationService:
 
     # -- one turn -----------------------------------------------------------------
 
-    async def _turn(self, inbound: Inbound, port: ChatPort, lease_token: str) -> TurnOutcome:
+    async def _turn(self, inbound: Inbound, port: ChatPort, lease: Lease) -> TurnOutcome:
         key = inbound.key
         started = time.monotonic()
         history = await self.store.load_thread(key)
@@ -152,7 +151,7 @@ class ConversationService:
                 platform_id=inbound.message_id,
                 parent_id=chain[-1].id if chain else None, media=refs,
             ),
-            lease_token=lease_token,
+            lease_token=lease.token,
         )
         for msg in chain:
             for ref in msg.media:
@@ -176,36 +175,21 @@ class ConversationService:
                 key=key, role="assistant", author_id="threadwise", author_name="threadwise",
                 text="", parent_id=user.id, status="streaming",
             ),
-            lease_token=lease_token,
+            lease_token=lease.token,
         )
 
-        async def progress(ids: list[str], text: str) -> None:
-            # Runs in the writer task after each platform write, so a restarted process
-            # can finalise this reply if we die mid-stream. New message ids are saved at
-            # once; the text at most every PROGRESS_SAVE_S (a store write per edit made
-            # the single SQLite connection the bottleneck under load).
-            if ids and ids[0] != saved.get("id"):
-                saved["id"] = ids[0]
-                await self.store.update(reply.id, platform_id=ids[0], text=text)
-                saved_at[0] = time.monotonic()
-            for extra in ids[1:]:
-                if extra not in saved:
-                    saved[extra] = extra
-                    await self.store.add_platform_id(reply.id, extra)
-            if time.monotonic() - saved_at[0] >= PROGRESS_SAVE_S:
-                saved_at[0] = time.monotonic()
-                await self.store.update(reply.id, text=text)
-
-        saved: dict[str, str] = {}
-        saved_at = [0.0]
+        record = ReplyRecord(self.store, reply.id, lease)
         streamer = ReplyStreamer(
-            port, key, self.budgets, reply_to=inbound.message_id, on_progress=progress
+            port, key, self.budgets, reply_to=inbound.message_id,
+            on_progress=record.progress, may_write=lease.confirm,
         )
         await _quietly(port.set_status(key, THINKING))
         if notes:
             streamer.push("".join(f"_{n}_\n" for n in notes) + "\n")
         try:
-            model_text, tools, usage, status = await self._run_model(assembled.request, streamer)
+            model_text, tools, usage, status = await self._run_model(
+                assembled.request, streamer, lease
+            )
         except asyncio.CancelledError:
             await streamer.aclose()  # shutdown: stop writing, give up its live slot
             raise
@@ -214,14 +198,18 @@ class ConversationService:
             streamer.push(failure_marker(_plain_reason(exc), partial=bool(streamer.text)))
             model_text, tools, usage = streamer.text, [], Usage()
             status = "failed"
+        if lease.lost or streamer.stopped:
+            return await self._superseded(key, streamer, inbound.author_id, usage)
         if streamer.first_visible_at is None and not streamer.text:
             await _quietly(port.set_status(key, None))
         ids = await streamer.finish()
         try:
-            await self._save_reply(reply.id, model_text, status, ids, saved, tools)
+            await record.save(model_text, status, ids, tools)
             await self.store.record_usage(
                 key, inbound.author_id, self.model.model, usage, time.time()
             )
+        except StaleLease:
+            return await self._superseded(key, streamer, inbound.author_id, usage)
         except Exception as exc:
             # The answer is already on screen: say there that it was not saved, rather
             # than post a second "couldn't answer" reply that contradicts it.
@@ -236,45 +224,45 @@ class ConversationService:
             "answered" if status == "complete" else "failed", ids, usage, notes
         )
 
-    async def _save_reply(
-        self, reply_id: int, text: str, status: MessageStatus, ids: list[str],
-        saved: dict[str, str], tools: list[ToolExchange],
-    ) -> None:
-        """Persist the finished reply; a busy database gets a few more chances."""
-        for attempt in range(1, SAVE_ATTEMPTS + 1):
-            try:
-                await self.store.update(
-                    reply_id, text=text, status=status, platform_id=ids[0] if ids else None,
-                    tools=tuple(tools) if tools else None,
-                )
-                break
-            except StoreUnavailable as exc:
-                if attempt == SAVE_ATTEMPTS:
-                    raise
-                log.warning("saving a reply failed (attempt %d): %s", attempt, exc.reason)
-                await asyncio.sleep(0.5 * attempt)
-        for extra in ids[1:]:
-            if extra not in saved:
-                await self.store.add_platform_id(reply_id, extra)
+    async def _superseded(
+        self, key: ThreadKey, streamer: ReplyStreamer, user_id: str, usage: Usage
+    ) -> TurnOutcome:
+        """This process lost the thread's lease (it stalled, or lost the database, for
+        longer than the TTL). Whoever takes the thread over marks this reply interrupted,
+        so write nothing more and save nothing that could overwrite that."""
+        await streamer.aclose()
+        log.warning(
+            "stopped the reply in %s: this process lost the thread's lease (stalled or cut "
+            "off from the database for over THREADWISE_LEASE_TTL_S, %.0f s), so another "
+            "process may have taken the thread over", key, self.settings.lease_ttl_s,
+        )
+        try:  # the tokens were spent all the same
+            await self.store.record_usage(key, user_id, self.model.model, usage, time.time())
+        except Exception as exc:
+            log.warning("could not record usage in %s: %s", key, _plain_reason(exc))
+        return TurnOutcome("superseded", streamer.message_ids, usage)
 
     async def _run_model(
-        self, request: ModelRequest, streamer: ReplyStreamer
+        self, request: ModelRequest, streamer: ReplyStreamer, lease: Lease
     ) -> tuple[str, list[ToolExchange], Usage, MessageStatus]:
         text: list[str] = []
         tools: list[ToolExchange] = []
         usage = Usage()
         status: MessageStatus = "complete"
         try:
-            async for event in self.model.stream(request):
-                if isinstance(event, TextDelta):
-                    text.append(event.text)
-                    streamer.push(event.text)
-                elif isinstance(event, ToolRound):
-                    tools.extend(event.exchanges)
-                elif isinstance(event, UsageReport):
-                    usage = usage + event.usage
-                elif isinstance(event, Finished) and event.reason == "length":
-                    streamer.push("\n\n_(The reply reached the length limit.)_")
+            async with aclosing(self.model.stream(request)) as events:
+                async for event in events:
+                    if lease.lost or streamer.stopped:
+                        break  # the thread is no longer ours: stop paying for tokens
+                    if isinstance(event, TextDelta):
+                        text.append(event.text)
+                        streamer.push(event.text)
+                    elif isinstance(event, ToolRound):
+                        tools.extend(event.exchanges)
+                    elif isinstance(event, UsageReport):
+                        usage = usage + event.usage
+                    elif isinstance(event, Finished) and event.reason == "length":
+                        streamer.push("\n\n_(The reply reached the length limit.)_")
         except ModelError as exc:
             log.warning("model failed: %s", exc.reason)
             status = "partial" if text else "failed"

@@ -37,6 +37,13 @@ class _Part:
 
 
 Progress = Callable[[list[str], str], Awaitable[None]]
+# Asked right before every platform write; False stops the reply for good (the turn
+# lost its thread to another process, see core.store.lease).
+MayWrite = Callable[[], Awaitable[bool]]
+
+
+class _Stopped(Exception):
+    """The guard refused a write: nothing more is written."""
 
 
 class ReplyStreamer:
@@ -48,6 +55,7 @@ class ReplyStreamer:
         *,
         reply_to: str | None = None,
         on_progress: Progress | None = None,
+        may_write: MayWrite | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -58,6 +66,8 @@ class ReplyStreamer:
         self._max_chars = self._limits.max_chars
         self._reply_to = reply_to
         self._on_progress = on_progress
+        self._may_write = may_write
+        self.stopped = False  # the guard refused a write; nothing more was written
         self._clock = clock
         self._sleep = sleep
         self._parts: list[_Part] = [_Part()]
@@ -154,6 +164,8 @@ class ReplyStreamer:
                     await self._write(part, kind)
                 if self._closing and self._next() is None:
                     return
+        except _Stopped:
+            self.stopped = True
         finally:
             self._release_slot()
 
@@ -200,11 +212,13 @@ class ReplyStreamer:
                     await self._budgets.acquire(self._limits)
                 elif own_post_budget:
                     await self._budgets.acquire_post(self._limits)
+                if self._may_write is not None and not await self._may_write():
+                    raise _Stopped
                 # Read the text only now: whatever arrived while we waited goes out too.
                 display = part.text if part.frozen else balance(part.text)
                 display = await self._call(part, kind, display)
                 break
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, _Stopped):
                 raise
             except Exception as exc:  # a platform failure must not kill the reply
                 log.warning(

@@ -246,6 +246,66 @@ async def test_a_process_killed_mid_reply_leaves_a_marked_reply_and_others_carry
     assert (await until_turns(bots[1:], answered=1)).get("answered") == 1
 
 
+async def test_a_process_frozen_past_its_lease_stops_on_waking_and_leaves_the_thread_alone(
+    fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
+) -> None:
+    env = bot_env(slack, model, pg_url)
+    frozen, other = await fleet.start(env, env)
+    slow = " ".join(f"word{i}" for i in range(400))
+    model.reply(slow, tokens_per_s=8)  # ~50 s: the model is still writing when it wakes
+    question = slack.user_post(CHANNEL, "U1", f"{slack.mention} a long answer please")
+    await deliver_all(slack, [(frozen, question.events[1], None)])
+
+    db = await asyncpg.connect(pg_url)
+    try:
+        deadline = time.monotonic() + 20
+        while not await db.fetch("SELECT id FROM messages WHERE status = 'streaming' "
+                                 "AND platform_id IS NOT NULL AND text LIKE '%word3 %'"):
+            assert time.monotonic() < deadline, frozen.log()[-2000:]
+            await asyncio.sleep(0.05)
+        fleet.freeze(frozen)  # alive, sockets open, but silent for longer than its lease
+        [cut] = slack.bot_replies(CHANNEL, question.ts)
+
+        # The thread moves on without it: the other process takes the expired lease,
+        # marks the reply interrupted and answers.
+        follow_up = slack.user_post(CHANNEL, "U1", f"{slack.mention} hello?",
+                                    thread_ts=question.ts)
+        await deliver_all(slack, [(other, follow_up.events[1], None)])
+        await slack.wait_until(lambda: len(slack.bot_replies(CHANNEL, question.ts)) == 2
+                               and finished(slack.bot_replies(CHANNEL, question.ts)), 20)
+        marked = cut.text
+        assert marked.endswith(INTERRUPTED)
+        saved = await db.fetch("SELECT status, text FROM messages WHERE role = 'assistant' "
+                               "ORDER BY id")
+
+        # It wakes with the model's words queued in its socket. It must notice that the
+        # thread is no longer its own before it writes anything more.
+        fleet.thaw(frozen)
+        totals = await until_turns([frozen], superseded=1)
+        assert totals.get("answered", 0) == 0 and totals.get("failed", 0) == 0
+        assert cut.text == marked, "the woken process overwrote the interruption marker"
+        assert len(slack.bot_replies(CHANNEL, question.ts)) == 2, "no second reply or error"
+        after = await db.fetch("SELECT status, text FROM messages WHERE role = 'assistant' "
+                               "ORDER BY id")
+        assert after == saved and [r["status"] for r in after] == ["partial", "complete"]
+        assert "lost the thread's lease" in frozen.log()
+        # It also hung up on the model rather than pay for the ~40 s of reply left.
+        deadline = time.monotonic() + 5
+        while not any("a long answer please" in json.dumps(s.body) for s in model.spans):
+            assert time.monotonic() < deadline, "the woken process kept streaming the model"
+            await asyncio.sleep(0.05)
+
+        # And it goes on serving other threads.
+        elsewhere = slack.user_post(CHANNEL, "U1", f"{slack.mention} still there?")
+        await deliver_all(slack, [(frozen, elsewhere.events[1], None)])
+        await until_turns([frozen], answered=1)
+        [answer] = slack.bot_replies(CHANNEL, elsewhere.ts)
+        await slack.wait_until(functools.partial(finished, [answer]))
+        assert "still there?" in answer.text
+    finally:
+        await db.close()
+
+
 async def test_socket_mode_replicas_answer_each_message_once(
     fleet: Fleet, slack: SlackServer, model: TimedModelServer, pg_url: str
 ) -> None:

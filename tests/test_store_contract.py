@@ -315,6 +315,41 @@ async def test_expired_lease_is_taken_over_and_the_stale_holder_cannot_write(
     assert [m.text for m in await store.load_thread(THREAD)] == ["reply from the new holder"]
 
 
+async def test_a_stale_holder_cannot_change_the_reply_the_new_holder_finalised(
+    store: AnyStore,
+) -> None:
+    stale_cm = store.lease("thread:a", 0.2, auto_renew=False)  # a holder that hung mid-reply
+    stale = await stale_cm.__aenter__()
+    reply = await store.append(said("half a rep", status="streaming"), lease_token=stale.token)
+    await store.update(reply.id, text="half a reply", lease_token=stale.token)
+    fresh_cm = store.lease("thread:a", 30)
+    async with asyncio.timeout(10):
+        fresh = await fresh_cm.__aenter__()
+    await store.update(reply.id, status="partial", lease_token=fresh.token)  # marked cut
+
+    with pytest.raises(StaleLease):
+        await store.update(reply.id, text="half a reply, then all of it", status="complete",
+                           lease_token=stale.token)
+    [kept] = await store.load_thread(THREAD)
+    assert (kept.text, kept.status) == ("half a reply", "partial")
+    await stale_cm.__aexit__(None, None, None)
+    await fresh_cm.__aexit__(None, None, None)
+
+
+async def test_confirm_answers_from_the_term_and_asks_the_database_once_it_runs_low(
+    store: AnyStore,
+) -> None:
+    async with store.lease("thread:a", 0.4, auto_renew=False) as lease:
+        assert await lease.confirm()  # fresh: no need to ask
+        await asyncio.sleep(0.5)  # stalled past the whole term; nobody took over
+        assert await lease.confirm(), "an expired lease nobody took is renewed, not given up"
+        assert not await store.try_acquire_lease("thread:a", "intruder", 30)
+        await asyncio.sleep(0.5)
+        await store.try_acquire_lease("thread:a", "intruder", 30)  # taken over meanwhile
+        assert not await lease.confirm() and lease.lost
+        assert not await lease.confirm(), "a lost lease stays lost"
+
+
 async def test_exactly_one_contender_takes_over_an_expired_lease(store_url: str) -> None:
     one, two = await open_store(store_url), await open_store(store_url)
     try:

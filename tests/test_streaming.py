@@ -320,3 +320,22 @@ async def test_a_reply_abandoned_while_waiting_does_not_keep_a_slot() -> None:
     await c.finish()
     assert not dropped.writes
     assert third.messages["m1"] == c.text
+
+
+async def test_a_refused_write_stops_the_reply_for_good() -> None:
+    clock = FakeClock()
+    port = RecordingPort(clock)
+    allowed = iter([True, True])  # the third write finds the thread taken over
+
+    async def may_write() -> bool:
+        return next(allowed, False)
+
+    streamer = ReplyStreamer(
+        port, KEY, WriteBudgets(clock=clock, sleep=clock.sleep), may_write=may_write,
+        clock=clock, sleep=clock.sleep,
+    )
+    await feed(streamer, clock, [f"w{i} " for i in range(40)], every=0.1)
+    assert await streamer.finish() == ["m1"]
+    assert streamer.stopped
+    assert [kind for _, kind, _, _ in port.writes] == ["post", "edit"]
+    assert not port.messages["m1"].endswith("w39 "), "nothing after the refusal was shown"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ async def test_two_thousand_messages_map_reduce_covers_every_message_exactly_onc
     class Counting:
         model = client.model
 
-        async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
             nonlocal in_flight, most
             in_flight += 1
             most = max(most, in_flight)

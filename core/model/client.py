@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 
 import openai
@@ -76,7 +76,7 @@ class OpenAIModelClient:
         """The function tools offered to the model (hosted tools not included)."""
         return tuple(self._functions)
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         """Run one turn: text as it streams, a ToolRound per tool round, usage, then Finished."""
         if not self._cache_key_accepted:
             request = replace(request, cache_key=None)

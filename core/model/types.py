@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -87,7 +87,7 @@ class ModelError(Exception):
 class ModelClient(Protocol):
     model: str
 
-    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         """Run one turn (including the bounded tool loop) as a stream of events.
 
         Raises ModelError, possibly after some TextDelta events were yielded.

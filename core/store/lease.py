@@ -15,6 +15,13 @@ exactly as a CAS on a counter would. A counter would add only an *order* between
 holders, which nothing compares; we only ever ask "is the writer the current
 holder". A lease that expired but was not yet taken over still accepts its
 holder's writes: nobody else has written, so nothing is lost or interleaved.
+
+The platform has no such compare-and-set, so a holder must also stop *acting* once
+its term may have run out. A process that stalls (a long GC pause, a frozen VM, a
+partition) wakes believing it still holds the lease; `confirm()` is asked before
+each platform write. It answers from the holder's own clock while at least half the
+term is known to be left (the usual case: no database call), and otherwise renews
+first, which fails if somebody took the lease over meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol
@@ -73,12 +81,17 @@ class LeaseWaiters:
 class HeldLease:
     """The `core.ports.Lease` a holder gets: its token, renew(), and whether it was lost."""
 
-    def __init__(self, rows: LeaseRows, name: str, token: str, ttl_s: float) -> None:
+    def __init__(
+        self, rows: LeaseRows, name: str, token: str, ttl_s: float, *, asked_at: float
+    ) -> None:
         self.name = name
         self.token = token
         self.ttl_s = ttl_s
         self._rows = rows
         self._lost = False
+        # The term is counted from when we *asked*: the database stamped its expiry
+        # no earlier than that, so this end is never later than the real one.
+        self._valid_until = asked_at + ttl_s
 
     @property
     def lost(self) -> bool:
@@ -87,9 +100,25 @@ class HeldLease:
     async def renew(self) -> None:
         if self._lost:
             return
-        if not await self._rows.renew_lease(self.name, self.token, self.ttl_s):
+        asked_at = time.monotonic()
+        if await self._rows.renew_lease(self.name, self.token, self.ttl_s):
+            self._valid_until = asked_at + self.ttl_s
+        elif not self._lost:  # the renewer and confirm() may both have asked
             self._lost = True
             log.warning("lease %s was taken over by another holder", self.name)
+
+    async def confirm(self) -> bool:
+        """True while this holder may act; renews first once under half the term is left."""
+        if self._lost:
+            return False
+        if time.monotonic() + self.ttl_s / 2 < self._valid_until:
+            return True
+        try:
+            await self.renew()
+        except Exception:  # the database is unreachable: trust the term we know is left
+            log.warning("could not confirm lease %s", self.name, exc_info=True)
+            return time.monotonic() < self._valid_until
+        return not self._lost
 
 
 @asynccontextmanager
@@ -108,6 +137,7 @@ async def hold_lease(
     delay = MIN_POLL_S
     while True:
         seen = waiters.generation
+        asked_at = time.monotonic()
         try:
             acquired = await rows.try_acquire_lease(name, token, ttl_s)
         except asyncio.CancelledError:
@@ -120,7 +150,7 @@ async def hold_lease(
         await waiters.wait(seen, delay)
         delay = min(delay * 1.5, MAX_POLL_S)
 
-    lease = HeldLease(rows, name, token, ttl_s)
+    lease = HeldLease(rows, name, token, ttl_s, asked_at=asked_at)
     renewer = asyncio.create_task(_keep_renewed(lease)) if auto_renew else None
     try:
         yield lease

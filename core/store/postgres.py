@@ -203,14 +203,7 @@ class PostgresStore:
         with self._errors():
             async with self._pool.acquire() as conn, conn.transaction():
                 if lease_token is not None:
-                    # Compare-and-set: FOR SHARE holds the lease row until we commit,
-                    # so a takeover lands entirely before (we fail) or after us
-                    # (why a token and not a sequence number: core/store/lease.py).
-                    held = await conn.fetchval(
-                        "SELECT 1 FROM leases WHERE token = $1 FOR SHARE", lease_token
-                    )
-                    if held is None:
-                        raise StaleLease(f"lease for {msg.key} was taken over; not appending")
+                    await _check_lease(conn, lease_token, f"lease for {msg.key}")
                 try:
                     row = await conn.fetchrow(
                         "INSERT INTO messages (platform, space, channel, root, role, author_id, "
@@ -233,6 +226,7 @@ class PostgresStore:
         status: MessageStatus | None = None,
         platform_id: str | None = None,
         tools: tuple[ToolExchange, ...] | None = None,
+        lease_token: str | None = None,
     ) -> None:
         changes = {
             "text": None if text is None else _text(text),
@@ -244,10 +238,20 @@ class PostgresStore:
         if not sets:
             return
         assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(sets, start=2))
-        rows = await self._fetch(
-            f"UPDATE messages SET {assignments} WHERE id = $1 RETURNING id",
-            message_id, *sets.values(),
+        # One statement: FOR SHARE holds the lease row until it commits, so a takeover
+        # lands entirely before (no row changes) or after it, with one round trip.
+        fence, token = ("", ()) if lease_token is None else (
+            f" AND EXISTS (SELECT 1 FROM leases WHERE token = ${len(sets) + 2} FOR SHARE)",
+            (lease_token,),
         )
+        rows = await self._fetch(
+            f"UPDATE messages SET {assignments} WHERE id = $1{fence} RETURNING id",
+            message_id, *sets.values(), *token,
+        )
+        if not rows and lease_token is not None and not await self._fetch(
+            "SELECT 1 FROM leases WHERE token = $1", lease_token
+        ):
+            raise StaleLease(f"lease for message {message_id} was taken over; not writing")
         if not rows:
             raise LookupError(f"message {message_id} is not stored")
 
@@ -370,3 +374,10 @@ def _redact(text: str, url: str) -> str:
     for secret in {raw, unquote(raw)} - {""}:
         text = text.replace(secret, "***")
     return text
+
+
+async def _check_lease(conn: asyncpg.Connection, token: str, what: str) -> None:
+    """Compare-and-set: FOR SHARE holds the lease row until the transaction commits, so
+    a takeover lands entirely before (we fail) or after us (core/store/lease.py)."""
+    if await conn.fetchval("SELECT 1 FROM leases WHERE token = $1 FOR SHARE", token) is None:
+        raise StaleLease(f"{what} was taken over; not writing")

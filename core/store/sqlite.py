@@ -50,6 +50,8 @@ PURGE_EVERY_S = 60.0  # how often first_sighting also deletes expired keys
 ORPHAN_BATCH = 100  # orphan candidates returned per call (a sweep takes them in turn)
 
 _THREAD = "platform = ? AND space = ? AND channel = ? AND root = ?"
+_HELD = "SELECT 1 FROM leases WHERE token = ?"
+_FENCE = f" AND EXISTS ({_HELD})"  # an UPDATE that lands only while the lease is held
 _AFTER_RESET = f"id > COALESCE((SELECT after_id FROM thread_resets WHERE {_THREAD}), 0)"
 
 
@@ -228,14 +230,7 @@ class SQLiteStore:
         try:
             async with self._transaction() as db:
                 if lease_token is not None:
-                    # Compare-and-set: the check and the insert share one write
-                    # transaction, so a takeover lands entirely before or after
-                    # (why a token and not a sequence number: core/store/lease.py).
-                    held = await db.execute_fetchall(
-                        "SELECT 1 FROM leases WHERE token = ?", (lease_token,)
-                    )
-                    if not list(held):
-                        raise StaleLease(f"lease for {msg.key} was taken over; not appending")
+                    await _check_lease(db, lease_token, f"lease for {msg.key}")
                 rows = await db.execute_fetchall(
                     "INSERT INTO messages (platform, space, channel, root, role, author_id, "
                     "author_name, text, platform_id, parent_id, status, media, tools, "
@@ -266,6 +261,7 @@ class SQLiteStore:
         status: MessageStatus | None = None,
         platform_id: str | None = None,
         tools: tuple[ToolExchange, ...] | None = None,
+        lease_token: str | None = None,
     ) -> None:
         changes = {
             "text": text,
@@ -277,10 +273,15 @@ class SQLiteStore:
         if not sets:
             return
         assignments = ", ".join(f"{column} = ?" for column in sets)
+        # One statement, so one write lock: fenced without a multi-statement transaction
+        # holding the lock while this task waits for its next turn of the event loop.
+        fence, token = ("", ()) if lease_token is None else (_FENCE, (lease_token,))
         rows = await self._fetch(
-            f"UPDATE messages SET {assignments} WHERE id = ? RETURNING id",
-            (*sets.values(), message_id),
+            f"UPDATE messages SET {assignments} WHERE id = ?{fence} RETURNING id",
+            (*sets.values(), message_id, *token),
         )
+        if not rows and lease_token is not None and not await self._fetch(_HELD, token):
+            raise StaleLease(f"lease for message {message_id} was taken over; not writing")
         if not rows:
             raise LookupError(f"message {message_id} is not stored")
 
@@ -407,3 +408,10 @@ class SQLiteStore:
         self._closed = True
         async with self._lock:
             await self._db.close()
+
+
+async def _check_lease(db: aiosqlite.Connection, token: str, what: str) -> None:
+    """Compare-and-set: run inside the write transaction that makes the change, so a
+    takeover lands entirely before or after it (token, not sequence: core/store/lease.py)."""
+    if not list(await db.execute_fetchall(_HELD, (token,))):
+        raise StaleLease(f"{what} was taken over; not writing")

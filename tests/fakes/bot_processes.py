@@ -121,6 +121,14 @@ class Fleet:
             os.killpg(bot.proc.pid, signal.SIGKILL)
             await bot.proc.wait()
 
+    def freeze(self, bot: BotProcess) -> None:
+        """SIGSTOP: the process stops dead but keeps its sockets, like a long GC pause,
+        a frozen VM or a network partition; thaw() lets it run on as if nothing happened."""
+        os.killpg(bot.proc.pid, signal.SIGSTOP)
+
+    def thaw(self, bot: BotProcess) -> None:
+        os.killpg(bot.proc.pid, signal.SIGCONT)
+
     async def __aenter__(self) -> Fleet:
         return self
 
@@ -131,7 +139,7 @@ class Fleet:
         for bot in self.bots:
             if bot.proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(bot.proc.pid, signal.SIGKILL)
+                    os.killpg(bot.proc.pid, signal.SIGKILL)  # works on a frozen one too
         await asyncio.gather(*(bot.proc.wait() for bot in self.bots))
         if self.scan is not None:
             for n, bot in enumerate(self.bots):
