@@ -18,9 +18,11 @@ log = logging.getLogger(__name__)
 
 MAX_CHARS = 2000
 # Discord allows 5 message writes (posts and edits together) per 5 s per channel, counted in a
-# window that opens at the first write. A token bucket of burst 1 refilling at 0.9/s can never
-# put a 6th write inside any such window, and leaves ~0.5 s for network jitter.
-BUCKET_RATE = 0.9
+# window that opens at the first write. We pace at exactly that, one write a second (burst 1:
+# evenly spaced writes keep the largest gap smallest). If network jitter bunches five writes
+# into a window so that a sixth would land inside it, discord.py sees X-RateLimit-Remaining: 0
+# on the fifth and holds the sixth until the window resets (milliseconds), never a 429.
+BUCKET_RATE = 1.0
 BUCKET_BURST = 1
 MIN_EDIT_GAP_S = 1.0
 MAX_RATE_LIMIT_WAIT_S = 10.0
