@@ -48,20 +48,24 @@ class Plan:
     capacity_stores: tuple[str, ...]
     store_messages: int
     store_samples: int
+    solo_turns: int = 1  # replies in a row when there is one conversation (a median needs some)
     work: Workload = field(default_factory=Workload)
 
     @property
     def store_threads(self) -> int:
         return max(1, self.store_messages // 20)
 
+    def turns(self, conversations: int) -> int:
+        return self.solo_turns if conversations == 1 else 1
+
 
 SQLITE, POSTGRES = "SQLite", "PostgreSQL"
 FULL = Plan("full", (1, 10, 50), (1, 3, 10), ((1, 3), (50, 1)), (1, 10, 25, 50, 100, 200),
-            (SQLITE, POSTGRES), 1_000_000, 1000)
+            (SQLITE, POSTGRES), 1_000_000, 1000, solo_turns=5)
 QUICK = Plan("quick", (1, 10), (1, 3), ((1, 3),), (1, 25, 50), (SQLITE,), 100_000, 300,
-             Workload(reply_tokens=120))
+             solo_turns=3, work=Workload(reply_tokens=120))
 SMOKE = Plan("smoke", (1,), (), ((1, 2),), (1, 5), (SQLITE,), 2_000, 50,
-             Workload(reply_tokens=30))
+             work=Workload(reply_tokens=30))
 
 
 @dataclass
@@ -120,11 +124,14 @@ async def run(plan: Plan, sections: tuple[str, ...], progress: Progress) -> Resu
         if "streaming" in sections:
             for n in plan.slack:
                 for strategy in STREAMERS:
-                    results.streaming.append(await slack(strategy, n))
+                    results.streaming.append(await slack(strategy, n, plan.turns(n)))
             for n in plan.discord:
                 for strategy in STREAMERS:
-                    progress(f"Discord, {strategy}, {n} conversation(s)")
-                    results.streaming.append(await run_discord(strategy, n, plan.work, workdir()))
+                    turns = plan.turns(n)
+                    progress(f"Discord, {strategy}, {n} conversation(s) x {turns} turn(s)")
+                    results.streaming.append(
+                        await run_discord(strategy, n, plan.work, workdir(), turns=turns)
+                    )
         if "history" in sections:
             for n, turns in plan.history:
                 results.history.append((await slack(OURS, n, turns), await slack(REREAD, n, turns)))
@@ -166,7 +173,11 @@ def render(results: Results) -> str:
         f"{work.tokens_per_s:.0f} tokens/s, {work.reply_tokens}-token replies.",
     ]
     if results.streaming:
+        solo = (f" With one conversation, it asks {plan.solo_turns} questions in a row, so "
+                "those rows' medians are over that many replies." if plan.solo_turns > 1 else "")
         out += ["", "#### Overhead, freshness and writes", "",
+                "Freshness is each reply's largest gap between a word leaving the model and "
+                f"showing; medians and p99 are over replies.{solo}", "",
                 report.streaming_table(results.streaming), "",
                 "#### Ratios against the baselines (>1×: threadwise is better)", "",
                 report.ratio_table(results.streaming)]

@@ -211,9 +211,10 @@ async def run_slack(
 
 
 async def run_discord(
-    strategy: str, conversations: int, work: Workload, workdir: Path
+    strategy: str, conversations: int, work: Workload, workdir: Path, *, turns: int = 1
 ) -> RunResult:
-    result = RunResult("Discord", strategy, conversations, 1)
+    """Each turn is a new mention by the same person once the last reply is done."""
+    result = RunResult("Discord", strategy, conversations, turns)
     events: dict[str, float] = {}
     server = DiscordServer()
     await server.start()
@@ -238,24 +239,28 @@ async def run_discord(
             people = [server.add_user(f"person{i}").name for i in range(conversations)]
 
             async def converse(i: int) -> None:
-                prefix = reply_prefix(i, 0)
-                events[prefix] = time.monotonic()
-                await server.user_says(channel, f"question {question_tag(i, 0)}",
-                                       author=people[i])
-                last = reply_words(i, 0, work.reply_tokens)[-1]
-                sent = time.monotonic()
+                for turn in range(turns):
+                    events[reply_prefix(i, turn)] = time.monotonic()
+                    await server.user_says(channel, f"question {question_tag(i, turn)}",
+                                           author=people[i])
+                    last = reply_words(i, turn, work.reply_tokens)[-1]
+                    sent = time.monotonic()
 
-                def answered() -> bool:
-                    gave_up = time.monotonic() - sent > GIVE_UP_AFTER_S and not busy()
-                    return last in watcher.refresh().seen or gave_up
+                    def answered(word: str = last, since: float = sent) -> bool:
+                        gave_up = time.monotonic() - since > GIVE_UP_AFTER_S and not busy()
+                        return word in watcher.refresh().seen or gave_up
 
-                await _until(answered, work.timeout_s)
+                    await _until(answered, work.timeout_s)
+                    if last not in watcher.refresh().seen:
+                        return
+                    if turn + 1 < turns:
+                        await asyncio.sleep(THINK_S)
 
             started = time.monotonic()
             await asyncio.gather(*(converse(i) for i in range(conversations)))
             await asyncio.wait_for(idle(), work.timeout_s)
             result.wall_s = time.monotonic() - started
-            prefixes = [reply_prefix(i, 0) for i in range(conversations)]
+            prefixes = [reply_prefix(i, t) for i in range(conversations) for t in range(turns)]
             measure(result, prefixes, events, model, watcher.refresh())
     finally:
         await server.stop()
