@@ -65,6 +65,20 @@ class RunResult:
         return self.writes / self.replies if self.replies else float("nan")
 
 
+def merged(runs: list[RunResult]) -> RunResult:
+    """Independent trials of one scenario as one result (samples pooled, counts summed)."""
+    first = runs[0]
+    out = RunResult(first.platform, first.strategy, first.conversations, first.turns)
+    for run in runs:
+        out.overhead += run.overhead
+        out.freshness += run.freshness
+        for name in ("replies", "incomplete", "writes", "rate_limited", "reads",
+                     "regressions", "failures"):
+            setattr(out, name, getattr(out, name) + getattr(run, name))
+        out.wall_s += run.wall_s
+    return out
+
+
 @dataclass
 class _Front:
     url: str
@@ -211,10 +225,9 @@ async def run_slack(
 
 
 async def run_discord(
-    strategy: str, conversations: int, work: Workload, workdir: Path, *, turns: int = 1
+    strategy: str, conversations: int, work: Workload, workdir: Path
 ) -> RunResult:
-    """Each turn is a new mention by the same person once the last reply is done."""
-    result = RunResult("Discord", strategy, conversations, turns)
+    result = RunResult("Discord", strategy, conversations, 1)
     events: dict[str, float] = {}
     server = DiscordServer()
     await server.start()
@@ -239,28 +252,24 @@ async def run_discord(
             people = [server.add_user(f"person{i}").name for i in range(conversations)]
 
             async def converse(i: int) -> None:
-                for turn in range(turns):
-                    events[reply_prefix(i, turn)] = time.monotonic()
-                    await server.user_says(channel, f"question {question_tag(i, turn)}",
-                                           author=people[i])
-                    last = reply_words(i, turn, work.reply_tokens)[-1]
-                    sent = time.monotonic()
+                prefix = reply_prefix(i, 0)
+                events[prefix] = time.monotonic()
+                await server.user_says(channel, f"question {question_tag(i, 0)}",
+                                       author=people[i])
+                last = reply_words(i, 0, work.reply_tokens)[-1]
+                sent = time.monotonic()
 
-                    def answered(word: str = last, since: float = sent) -> bool:
-                        gave_up = time.monotonic() - since > GIVE_UP_AFTER_S and not busy()
-                        return word in watcher.refresh().seen or gave_up
+                def answered() -> bool:
+                    gave_up = time.monotonic() - sent > GIVE_UP_AFTER_S and not busy()
+                    return last in watcher.refresh().seen or gave_up
 
-                    await _until(answered, work.timeout_s)
-                    if last not in watcher.refresh().seen:
-                        return
-                    if turn + 1 < turns:
-                        await asyncio.sleep(THINK_S)
+                await _until(answered, work.timeout_s)
 
             started = time.monotonic()
             await asyncio.gather(*(converse(i) for i in range(conversations)))
             await asyncio.wait_for(idle(), work.timeout_s)
             result.wall_s = time.monotonic() - started
-            prefixes = [reply_prefix(i, t) for i in range(conversations) for t in range(turns)]
+            prefixes = [reply_prefix(i, 0) for i in range(conversations)]
             measure(result, prefixes, events, model, watcher.refresh())
     finally:
         await server.stop()
