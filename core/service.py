@@ -124,6 +124,13 @@ class ConversationService:
     async def reset(self, key: ThreadKey) -> None:
         await self.store.reset_thread(key)
 
+    async def remember(self, name: str, value: str | None) -> None:
+        """Keep a small named choice across restarts (an adapter's settings)."""
+        await self.store.put_setting(name, value)
+
+    async def remembered(self, prefix: str) -> dict[str, str]:
+        return await self.store.settings(prefix)
+
     async def usage(
         self, *, since: float, channel: str | None = None, user_id: str | None = None
     ) -> Usage:

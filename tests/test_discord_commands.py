@@ -9,6 +9,7 @@ from typing import Any
 
 from PIL import Image
 
+from core.store import SQLiteStore
 from tests.fakes.bad_files import jpeg
 from tests.fakes.discord_harness import (
     answer_to,
@@ -120,6 +121,7 @@ async def test_reset_in_a_channel_stops_older_chains_from_continuing(
         answer = await answer_to(discord_server, first, "Got it, secret plan A.")
         record = await discord_server.invoke_command("reset")
         assert "Fresh start" in await response_text(discord_server, record)
+    async with start_bot(discord_server, model_server, tmp_path):  # a restart keeps it
         later = await discord_server.user_says(channel, "go on", reply_to=answer["id"])
         await answer_to(discord_server, later, "Starting over.")
     seen = "\n".join(seen_texts(model_server.requests[-1].body))
@@ -148,9 +150,34 @@ async def test_model_offers_configured_models_and_only_admins_may_change_it(
         assert deferred_in_time(denied) and deferred_in_time(allowed)
         again = await discord_server.user_says(discord_server.channel_id(), "and now?")
         await discord_server.until(lambda: bool(replies_to(discord_server, again)))
-    assert len(model_server.requests) == 2
-    assert model_server.requests[0].body["model"] == "openai/gpt-5.4-mini"
-    assert model_server.requests[1].body["model"] == "openai/gpt-5.4"
+    async with start_bot(discord_server, model_server, tmp_path, **extra):  # redeployed
+        shown = await discord_server.invoke_command("model")
+        assert "This channel uses `openai/gpt-5.4`" in await response_text(discord_server, shown)
+        later = await discord_server.user_says(discord_server.channel_id(), "still?")
+        await discord_server.until(lambda: bool(replies_to(discord_server, later)))
+    assert [r.body["model"] for r in model_server.requests] == [
+        "openai/gpt-5.4-mini", "openai/gpt-5.4", "openai/gpt-5.4"]
+
+
+async def test_a_model_choice_the_database_refuses_is_reported_and_not_applied(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.models.append("openai/gpt-5.4")
+    extra: dict[str, Any] = {"DISCORD_MODELS": "openai/gpt-5.4"}
+    async with start_bot(discord_server, model_server, tmp_path, **extra) as running:
+        store = running.core.store
+        assert isinstance(store, SQLiteStore)
+        await store._db.execute("PRAGMA query_only = ON")  # the file turned read-only
+        refused = await discord_server.invoke_command(
+            "model", {"name": "openai/gpt-5.4"}, author="root"
+        )
+        text = await response_text(discord_server, refused)
+        await store._db.execute("PRAGMA query_only = OFF")
+        said = await discord_server.user_says(discord_server.channel_id(), "which model?")
+        await discord_server.until(lambda: bool(replies_to(discord_server, said)))
+    assert text.startswith("⚠️ I couldn't save the model choice, so nothing changed: "
+                           "the database is read-only")
+    assert model_server.requests[-1].body["model"] == "openai/gpt-5.4-mini"
 
 
 async def test_usage_reports_your_tokens_today_and_the_channels(

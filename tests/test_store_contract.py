@@ -350,6 +350,28 @@ async def test_confirm_answers_from_the_term_and_asks_the_database_once_it_runs_
         assert not await lease.confirm(), "a lost lease stays lost"
 
 
+async def test_settings_are_kept_per_name_replaced_and_forgotten(store_url: str) -> None:
+    store = await open_store(store_url)
+    await store.put_setting("discord:model:1", "openai/gpt-5.4")
+    await store.put_setting("discord:model:2", "openai/gpt-5.5")
+    await store.put_setting("discord:model:1", "openai/gpt-5.2-chat")  # replaced
+    await store.put_setting("discord:reset:1", "1234")
+    await store.put_setting("discord:model:2", None)  # back to the default: forgotten
+    await store.put_setting("discord:model:_%", "not a pattern")  # prefixes match literally
+    await store.close()
+
+    reopened = await open_store(store_url)  # as after a restart
+    try:
+        assert await reopened.settings("discord:model:") == {
+            "discord:model:1": "openai/gpt-5.2-chat", "discord:model:_%": "not a pattern"}
+        assert await reopened.settings("discord:model:_") == {
+            "discord:model:_%": "not a pattern"}
+        assert await reopened.settings("discord:reset:") == {"discord:reset:1": "1234"}
+        assert await reopened.settings("nothing:") == {}
+    finally:
+        await reopened.close()
+
+
 async def test_exactly_one_contender_takes_over_an_expired_lease(store_url: str) -> None:
     one, two = await open_store(store_url), await open_store(store_url)
     try:

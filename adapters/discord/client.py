@@ -38,6 +38,10 @@ class Conversations(Protocol):
 
     async def reset(self, key: ThreadKey) -> None: ...
 
+    async def remember(self, name: str, value: str | None) -> None: ...
+
+    async def remembered(self, prefix: str) -> dict[str, str]: ...
+
     async def usage(
         self, *, since: float, channel: str | None = None, user_id: str | None = None
     ) -> Usage: ...
@@ -71,8 +75,8 @@ class ThreadwiseBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.attachments = AttachmentIndex()
         self.port = DiscordPort(self, self.attachments)
-        self.models = ModelChoices(settings.model_name, discord_settings.models)
-        self.resets = ChannelResets()
+        self.models = ModelChoices(settings.model_name, discord_settings.models, service)
+        self.resets = ChannelResets(service)
         self.router = ConversationRouter(service, self.resets)
         self.policy = CommunityPolicy(
             settings, discord_settings,
@@ -89,6 +93,8 @@ class ThreadwiseBot(discord.Client):
         from adapters.discord.commands import register_commands
 
         register_commands(self)
+        await self.models.load()
+        await self.resets.load()
         if not self.syncs_commands:
             return
         synced = await self.tree.sync()

@@ -39,6 +39,13 @@ async def _say(interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
+async def _not_saved(interaction: discord.Interaction, what: str, exc: Exception) -> None:
+    """A choice the database would not take: say so (it was not applied either)."""
+    log.warning("could not save %s: %s", what, exc)
+    reason = getattr(exc, "user_reason", None) or "the bot's database did not answer"
+    await _say(interaction, f"⚠️ I couldn't save {what}, so nothing changed: {reason}")
+
+
 def _place_key(interaction: discord.Interaction) -> ThreadKey:
     """The conversation a command speaks about: the DM, the thread, or a new chain."""
     channel_id = interaction.channel_id or 0
@@ -93,13 +100,17 @@ def register_commands(bot: ThreadwiseBot) -> None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         key = _place_key(interaction)
-        if key.root == str(interaction.id):  # a plain channel: conversations are reply chains
-            bot.resets.mark(key.channel, interaction.id)
-            text = "🧹 Fresh start: I won't continue conversations from before this point here."
-        else:
-            await bot.service.reset(key)
-            where = "in this thread" if key.space != "dm" else "between us"
-            text = f"🧹 Fresh start: I've set aside our earlier conversation {where}."
+        try:
+            if key.root == str(interaction.id):  # plain channel: conversations are reply chains
+                await bot.resets.mark(key.channel, interaction.id)
+                text = "🧹 Fresh start: I won't continue conversations from before this point here."
+            else:
+                await bot.service.reset(key)
+                where = "in this thread" if key.space != "dm" else "between us"
+                text = f"🧹 Fresh start: I've set aside our earlier conversation {where}."
+        except Exception as exc:
+            await _not_saved(interaction, "the fresh start", exc)
+            return
         await _say(interaction, text)
 
     @tree.command(name="model", description="Show or choose the model for this channel (admins)")
@@ -122,7 +133,11 @@ def register_commands(bot: ThreadwiseBot) -> None:
         if name not in bot.models.offered:
             await _say(interaction, f"`{name}` isn't one of the configured models.")
             return
-        bot.models.choose(place, name)
+        try:
+            await bot.models.choose(place, name)
+        except Exception as exc:
+            await _not_saved(interaction, "the model choice", exc)
+            return
         await _say(interaction, f"✅ This channel now uses `{name}`.")
 
     @model.autocomplete("name")

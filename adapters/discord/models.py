@@ -1,19 +1,48 @@
-"""Per-channel model choice for /model, and channel-level /reset markers."""
+"""Per-channel model choice for /model, and channel-level /reset markers.
+
+Both are kept in the store through the core (ConversationService.remember), so a
+restart or a redeploy keeps them. Each process loads them once at start-up; that is
+enough because a channel lives on one shard, and the shard that changes a choice
+is the one that reads it.
+"""
 
 from __future__ import annotations
 
-from adapters.discord.port import Remembered
+import logging
+from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
+MODEL_PREFIX = "discord:model:"
+RESET_PREFIX = "discord:reset:"
+
+
+class Keeper(Protocol):
+    """Small named choices that outlive the process (ConversationService provides it)."""
+
+    async def remember(self, name: str, value: str | None) -> None: ...
+
+    async def remembered(self, prefix: str) -> dict[str, str]: ...
 
 
 class ModelChoices:
-    """Which model each channel uses; kept in memory (a restart returns to the default)."""
+    """Which model each channel uses."""
 
-    def __init__(self, default: str, offered: tuple[str, ...]) -> None:
+    def __init__(self, default: str, offered: tuple[str, ...], keeper: Keeper) -> None:
         self.default = default
         self._offered = list(dict.fromkeys((default, *offered)))
+        self._keeper = keeper
         self._by_channel: dict[str, str] = {}
+
+    async def load(self) -> None:
+        for name, model in (await self._keeper.remembered(MODEL_PREFIX)).items():
+            channel = name.removeprefix(MODEL_PREFIX)
+            if model in self._offered:
+                self._by_channel[channel] = model
+            else:  # DISCORD_MODELS changed since: say so rather than silently switch
+                log.warning("channel %s chose %s, which is no longer configured; using %s",
+                            channel, model, self.default)
 
     @property
     def offered(self) -> list[str]:
@@ -24,13 +53,16 @@ class ModelChoices:
         found = [m for m in self._offered if typed in m.lower()]
         return found[:MAX_CHOICES]
 
-    def choose(self, channel_id: str, model: str) -> None:
+    async def choose(self, channel_id: str, model: str) -> None:
+        """Saved first: a choice that could not be kept is not applied either."""
         if model not in self._offered:
             raise ValueError(f"{model} is not one of the configured models")
-        if model == self.default:
+        chosen = None if model == self.default else model
+        await self._keeper.remember(MODEL_PREFIX + channel_id, chosen)
+        if chosen is None:
             self._by_channel.pop(channel_id, None)
         else:
-            self._by_channel[channel_id] = model
+            self._by_channel[channel_id] = chosen
 
     def current(self, channel_id: str) -> str:
         return self._by_channel.get(channel_id, self.default)
@@ -40,14 +72,22 @@ class ChannelResets:
     """/reset in a plain channel: reply chains that began before it are not continued.
 
     Conversation roots are snowflakes (message or interaction ids), which grow with time, so
-    comparing a chain's root with the /reset interaction's id says which came first.
+    comparing a chain's root with the /reset interaction's id says which came first. One
+    mark per channel that ever used /reset, so the map stays small.
     """
 
-    def __init__(self) -> None:
-        self._marks: Remembered[int] = Remembered(4096)
+    def __init__(self, keeper: Keeper) -> None:
+        self._keeper = keeper
+        self._marks: dict[str, int] = {}
 
-    def mark(self, channel_id: str, snowflake: int) -> None:
-        self._marks.remember(channel_id, snowflake)
+    async def load(self) -> None:
+        for name, mark in (await self._keeper.remembered(RESET_PREFIX)).items():
+            if mark.isdigit():
+                self._marks[name.removeprefix(RESET_PREFIX)] = int(mark)
+
+    async def mark(self, channel_id: str, snowflake: int) -> None:
+        await self._keeper.remember(RESET_PREFIX + channel_id, str(snowflake))
+        self._marks[channel_id] = snowflake
 
     def is_stale(self, channel_id: str, root: str) -> bool:
         mark = self._marks.get(channel_id)

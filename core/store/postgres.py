@@ -320,6 +320,25 @@ class PostgresStore:
         )
         return [message_from_row(row) for row in rows]
 
+    # ------------------------------------------------------------ settings
+
+    async def put_setting(self, name: str, value: str | None) -> None:
+        if value is None:
+            await self._fetch("DELETE FROM settings WHERE name = $1", name)
+            return
+        await self._fetch(
+            "INSERT INTO settings (name, value, updated_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, "
+            "updated_at = EXCLUDED.updated_at",
+            _text(name), _text(value), time.time(),
+        )
+
+    async def settings(self, prefix: str) -> dict[str, str]:
+        rows = await self._read(
+            "SELECT name, value FROM settings WHERE left(name, $1) = $2", len(prefix), prefix
+        )
+        return {row["name"]: row["value"] for row in rows}
+
     # ------------------------------------------------------------ media, usage
 
     async def put_media(self, media: Media) -> None:

@@ -354,6 +354,25 @@ class SQLiteStore:
         )
         return [message_from_row(row) for row in rows]
 
+    # ------------------------------------------------------------ settings
+
+    async def put_setting(self, name: str, value: str | None) -> None:
+        if value is None:
+            await self._fetch("DELETE FROM settings WHERE name = ?", (name,))
+            return
+        await self._fetch(
+            "INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (name, value, time.time()),
+        )
+
+    async def settings(self, prefix: str) -> dict[str, str]:
+        rows = await self._fetch(
+            "SELECT name, value FROM settings WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {row[0]: row[1] for row in rows}
+
     # ------------------------------------------------------------ media, usage
 
     async def put_media(self, media: Media) -> None:

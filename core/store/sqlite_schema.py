@@ -94,4 +94,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX messages_streaming ON messages (platform, created_at) "
         "WHERE status = 'streaming'",
     ),
+    # 3: small named choices that must outlive a restart (a Discord channel's /model,
+    # a plain channel's /reset mark).
+    (
+        """CREATE TABLE settings (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ),
 )
