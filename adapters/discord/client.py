@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from adapters.discord.markup import speaker_name
-from adapters.discord.models import ChannelResets, ModelChoices
+from adapters.discord.models import ChannelResets, Keeper, ModelChoices
 from adapters.discord.policy import CommunityPolicy, Requester, requester_of
 from adapters.discord.port import NO_PINGS, AttachmentIndex, DiscordPort, Remembered
 from adapters.discord.routing import Conversation, ConversationRouter, thread_key
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 THREAD_NAME_CHARS = 90
 
 
-class Conversations(Protocol):
+class Conversations(Keeper, Protocol):
     """What the bot needs from the core (ConversationService provides it)."""
 
     async def handle(self, inbound: Inbound, port: ChatPort) -> object: ...
@@ -37,10 +37,6 @@ class Conversations(Protocol):
     ) -> ThreadKey | None: ...
 
     async def reset(self, key: ThreadKey) -> None: ...
-
-    async def remember(self, name: str, value: str | None) -> None: ...
-
-    async def remembered(self, prefix: str) -> dict[str, str]: ...
 
     async def usage(
         self, *, since: float, channel: str | None = None, user_id: str | None = None
