@@ -128,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as exc:  # e.g. a read-only or locked SQLite file at start-up
         print(f"threadwise: {exc.reason}", file=sys.stderr)
         return 2
+    except OSError as exc:  # aiohttp's connection errors are OSErrors too
+        # At start-up: the platform is unreachable (network, proxy, SLACK_API_URL /
+        # DISCORD_API_URL) or PORT is taken. One line, not a traceback.
+        print(f"threadwise {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -82,6 +82,21 @@ async def test_slack_without_tokens_exits_2(cli: Runner, tmp_path: Path) -> None
     assert code == 2 and "SLACK_BOT_TOKEN" in err
 
 
+@pytest.mark.parametrize("command", ["slack", "discord"])
+async def test_an_unreachable_platform_at_start_up_is_one_line_not_a_traceback(
+    cli: Runner, tmp_path: Path, command: str
+) -> None:
+    closed = "http://127.0.0.1:9"  # nothing listens there
+    env = clean_env(tmp_path, MODEL_API_KEY="k", SLACK_BOT_TOKEN="xoxb-1",
+                    SLACK_APP_TOKEN="xapp-1", SLACK_API_URL=closed + "/api/",
+                    DISCORD_TOKEN="t.o.k", DISCORD_API_URL=closed + "/api/v10")
+    code, _, err = await cli([command], env)
+    assert code == 1, err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("threadwise ")]
+    assert line.startswith(f"threadwise {command}: ") and "127.0.0.1:9" in line
+
+
 async def test_check_reaches_the_model(
     cli: Runner, model_server: FakeModelServer, tmp_path: Path
 ) -> None:
