@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -25,8 +25,10 @@ from core.model.types import (
 from core.orphans import OrphanSweeper, finalise_orphans
 from core.pacing import WriteBudgets
 from core.ports import ChatPort, FileRefused, Lease, StaleLease, Store
+from core.reply_notes import failure_marker, note_unsaved, plain_reason
 from core.reply_record import ReplyRecord
 from core.settings import Settings
+from core.status import StatusIndicator, best_effort
 from core.streaming import ReplyStreamer
 from core.tokens import Tokenizer
 from core.types import (
@@ -45,12 +47,6 @@ log = logging.getLogger(__name__)
 
 DEDUPE_TTL_S = 24 * 3600
 THINKING = "is thinking…"
-
-
-def failure_marker(reason: str, *, partial: bool) -> str:
-    if partial:
-        return f"\n\n⚠️ _Reply cut off: {reason}_"
-    return f"⚠️ Sorry, I couldn't answer: {reason}"
 
 
 @dataclass
@@ -108,7 +104,7 @@ class ConversationService:
         except Exception as exc:
             log.exception("turn failed in %s", key)
             outcome = TurnOutcome("failed")
-            await self._show_failure(port, inbound, _plain_reason(exc))
+            await self._show_failure(port, inbound, plain_reason(exc))
         self.metrics.turns.labels(key.platform, outcome.status).inc()
         return outcome
 
@@ -185,30 +181,47 @@ class ConversationService:
             lease_token=lease.token,
         )
 
-        record = ReplyRecord(self.store, reply.id, lease)
+        indicator = StatusIndicator(port, key)
+        indicator.show(THINKING)  # alongside the model's first token, not before it
+        try:
+            return await self._answer(
+                inbound, port, assembled.request, reply.id, lease, notes, indicator,
+                started,
+            )
+        except asyncio.CancelledError:
+            indicator.cancel()
+            raise
+        finally:
+            await indicator.landed()  # nothing may clear it before it is set
+
+    async def _answer(
+        self, inbound: Inbound, port: ChatPort, request: ModelRequest, reply_id: int,
+        lease: Lease, notes: list[str], indicator: StatusIndicator, started: float,
+    ) -> TurnOutcome:
+        """Stream the model's reply into the thread and save it."""
+        key = inbound.key
+        record = ReplyRecord(self.store, reply_id, lease)
         streamer = ReplyStreamer(
             port, key, self.budgets, reply_to=inbound.message_id,
             on_progress=record.progress, may_write=lease.confirm,
+            before_first_write=indicator.landed,
         )
-        await _quietly(port.set_status(key, THINKING))
         if notes:
             streamer.push("".join(f"_{n}_\n" for n in notes) + "\n")
         try:
-            model_text, tools, usage, status = await self._run_model(
-                assembled.request, streamer, lease
-            )
+            model_text, tools, usage, status = await self._run_model(request, streamer, lease)
         except asyncio.CancelledError:
             await streamer.aclose()  # shutdown: stop writing, give up its live slot
             raise
         except Exception as exc:  # anything but the model (which reports its own errors)
             log.exception("turn failed while streaming in %s", key)
-            streamer.push(failure_marker(_plain_reason(exc), partial=bool(streamer.text)))
+            streamer.push(failure_marker(plain_reason(exc), partial=bool(streamer.text)))
             model_text, tools, usage = streamer.text, [], Usage()
             status = "failed"
         if lease.lost or streamer.stopped:
             return await self._superseded(key, streamer, inbound.author_id, usage)
         if streamer.first_visible_at is None and not streamer.text:
-            await _quietly(port.set_status(key, None))
+            await indicator.clear()
         ids = await streamer.finish()
         try:
             await record.save(model_text, status, ids, tools)
@@ -221,7 +234,7 @@ class ConversationService:
             # The answer is already on screen: say there that it was not saved, rather
             # than post a second "couldn't answer" reply that contradicts it.
             log.exception("could not save the reply in %s", key)
-            await _quietly(_note_unsaved(port, key, streamer, _plain_reason(exc)))
+            await best_effort(note_unsaved(port, key, streamer, plain_reason(exc)))
             return TurnOutcome("failed", ids, usage, notes)
         if tools:
             log.info("turn in %s used %d tool call(s)", key, len(tools))
@@ -246,7 +259,7 @@ class ConversationService:
         try:  # the tokens were spent all the same
             await self.store.record_usage(key, user_id, self.model.model, usage, time.time())
         except Exception as exc:
-            log.warning("could not record usage in %s: %s", key, _plain_reason(exc))
+            log.warning("could not record usage in %s: %s", key, plain_reason(exc))
         return TurnOutcome("superseded", streamer.message_ids, usage)
 
     async def _run_model(
@@ -366,34 +379,3 @@ def _turn_context(inbound: Inbound) -> str:
 
 def _mb(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB"
-
-
-def _plain_reason(exc: BaseException) -> str:
-    """Words for the thread: a store's user_reason (no server paths), else the reason."""
-    reason = (getattr(exc, "user_reason", None) or getattr(exc, "reason", None) or str(exc)
-              or type(exc).__name__)
-    return str(reason).splitlines()[0][:300]
-
-
-async def _note_unsaved(
-    port: ChatPort, key: ThreadKey, streamer: ReplyStreamer, reason: str
-) -> None:
-    """Append a note to the reply's last message (or below it when that is full)."""
-    ids = streamer.message_ids
-    if not ids:
-        return
-    note = f"⚠️ _I couldn't save this reply, so I may not remember it later: {reason}_"
-    last = streamer.last_shown
-    if len(last) + len(note) + 2 <= port.limits(key).max_chars:
-        await port.finish(key, ids[-1], f"{last}\n\n{note}")
-    else:
-        extra = await port.post(key, note, reply_to=ids[-1])
-        await port.finish(key, extra, note)
-
-
-async def _quietly(aw: Awaitable[None]) -> None:
-    """Best-effort UI calls (status indicators) must never fail a turn."""
-    try:
-        await aw
-    except Exception as exc:
-        log.debug("status update failed: %s", exc)

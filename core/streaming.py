@@ -40,6 +40,8 @@ Progress = Callable[[list[str], str], Awaitable[None]]
 # Asked right before every platform write; False stops the reply for good (the turn
 # lost its thread to another process, see core.store.lease).
 MayWrite = Callable[[], Awaitable[bool]]
+# Awaited once, before the first platform write (see core.status).
+BeforeFirstWrite = Callable[[], Awaitable[None]]
 
 
 class _Stopped(Exception):
@@ -56,6 +58,7 @@ class ReplyStreamer:
         reply_to: str | None = None,
         on_progress: Progress | None = None,
         may_write: MayWrite | None = None,
+        before_first_write: BeforeFirstWrite | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -67,6 +70,7 @@ class ReplyStreamer:
         self._reply_to = reply_to
         self._on_progress = on_progress
         self._may_write = may_write
+        self._before_first_write = before_first_write
         self.stopped = False  # the guard refused a write; nothing more was written
         self._clock = clock
         self._sleep = sleep
@@ -205,6 +209,9 @@ class ReplyStreamer:
             await self._sleep(wait)
         own_post_budget = kind == "post" and self._limits.post_bucket is not None
         needs_budget = not (kind == "finish" and part.shown == part.text) and not own_post_budget
+        if self._before_first_write is not None:
+            await self._before_first_write()
+            self._before_first_write = None
         display = part.text
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.fakes.bad_files import png
@@ -188,3 +189,29 @@ async def test_mentions_written_by_the_model_ping_nobody(
         await bot.idle()
     assert slack_server.pings(CHANNEL, post.ts) == []
     assert slack_server.bot_text(CHANNEL, post.ts).replace("\u200b", "") == answer
+
+
+async def test_a_slow_status_call_does_not_hold_up_the_answer_but_lands_before_it(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    # "is thinking…" is a whole Slack API round trip. The model's first token need not
+    # wait for it, but the reply must not start before it: a status set after the reply
+    # began would stay under the finished answer.
+    slack_server.add_user("U0ALICE", "Alice")
+    slack_server.cfg.delays["assistant.threads.setStatus"] = 1.2
+    model_server.reply("Here you go.", ttft_s=0.6)
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} hello")
+        sent = time.monotonic()
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+
+    thinking = [c for c in slack_server.calls_to("assistant.threads.setStatus")
+                if c.params.get("status")]
+    first_write = min(c.at for c in slack_server.calls
+                      if c.method in ("chat.postMessage", "chat.startStream"))
+    assert first_write - sent < 1.6  # one after the other would take over 1.8 s
+    assert thinking and thinking[0].at < first_write
+    [reply] = slack_server.bot_replies(CHANNEL, post.ts)
+    assert reply.text.strip() == "Here you go."
+    assert slack_server.status(CHANNEL, post.ts) == ""

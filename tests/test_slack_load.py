@@ -19,6 +19,8 @@ async def test_fifty_concurrent_threads_all_complete_with_zero_429s(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:
     channels = ["C0BUSY", "C0OTHER"]
+    # Replies that take a while to write, as a model's do (an instant one is posted whole).
+    model_server.echo_ttft_s, model_server.echo_tokens_per_s = 0.2, 30
     async with running_bot(slack_server, model_server, tmp_path, speed=SPEED) as bot:
         posts = []
         for i in range(THREADS):

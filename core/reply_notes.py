@@ -1,0 +1,37 @@
+"""What a turn says in the thread when something went wrong."""
+
+from __future__ import annotations
+
+from core.ports import ChatPort
+from core.streaming import ReplyStreamer
+from core.types import ThreadKey
+
+
+def failure_marker(reason: str, *, partial: bool) -> str:
+    if partial:
+        return f"\n\n⚠️ _Reply cut off: {reason}_"
+    return f"⚠️ Sorry, I couldn't answer: {reason}"
+
+
+def plain_reason(exc: BaseException) -> str:
+    """Words for the thread: a store's user_reason (no server paths), else the reason."""
+    reason = (getattr(exc, "user_reason", None) or getattr(exc, "reason", None) or str(exc)
+              or type(exc).__name__)
+    return str(reason).splitlines()[0][:300]
+
+
+async def note_unsaved(
+    port: ChatPort, key: ThreadKey, streamer: ReplyStreamer, reason: str
+) -> None:
+    """Append a note to the reply's last message (or below it when that is full)."""
+    ids = streamer.message_ids
+    if not ids:
+        return
+    note = f"⚠️ _I couldn't save this reply, so I may not remember it later: {reason}_"
+    last = streamer.last_shown
+    if len(last) + len(note) + 2 <= port.limits(key).max_chars:
+        await port.finish(key, ids[-1], f"{last}\n\n{note}")
+    else:
+        extra = await port.post(key, note, reply_to=ids[-1])
+        await port.finish(key, extra, note)
+
