@@ -1,7 +1,8 @@
 """Split a growing Markdown reply into platform-sized parts without breaking formatting.
 
 A part that ends inside a fenced code block gets the fence closed, and the next
-part reopens it with the same info string, so every part renders on its own.
+part reopens it with the same info string (or a shorter form of it: see _reopening),
+so every part renders on its own.
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ import re
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})(.*)$")
+# A closing fence is at most this long, so it always fits a part's reserve. Real fences
+# use 3-5 characters; a longer one is only mis-closed, never allowed to overflow a part.
+_LONGEST_FENCE = 10
+# A reopened fence line takes at most 1/_REOPEN_SHARE of a part: a model may put a whole
+# paragraph after ```, and repeating it at the top of every part left no room for text.
+_REOPEN_SHARE = 10
 
 
 def open_fence(text: str) -> str | None:
@@ -30,7 +37,28 @@ def open_fence(text: str) -> str | None:
 
 def closing_for(opening: str) -> str:
     m = _FENCE.match(opening)
-    return m.group(1) if m else "```"
+    return m.group(1)[:_LONGEST_FENCE] if m else "```"
+
+
+def _reopening(opening: str, limit: int) -> str:
+    """The line the next part reopens a fence with: the opening line when it is short,
+    else its fence and language, else the bare fence."""
+    budget = max(3, limit // _REOPEN_SHARE)
+    if len(opening) <= budget:
+        return opening
+    m = _FENCE.match(opening)
+    fence = closing_for(opening)
+    words = m.group(2).split() if m else []
+    with_language = fence + words[0] if words else fence
+    return with_language if len(with_language) <= budget else fence
+
+
+def _reserve(window: str) -> int:
+    """Room kept for a closing fence whenever a fence might be open at the cut."""
+    fences = [m.group(1) for line in window.split("\n") if (m := _FENCE.match(line))]
+    if not fences:
+        return 0
+    return max(8, min(_LONGEST_FENCE, max(map(len, fences))) + 1)
 
 
 def balance(text: str) -> str:
@@ -73,17 +101,17 @@ class Cut:
 def take_part(source: str, limit: int, carry: str = "") -> Cut:
     """Cut one part of at most `limit` characters off carry + source."""
     body = carry + source
-    opening = open_fence(body[:limit])
-    reserve = len(closing_for(opening)) + 1 if opening else 0
-    # Reserve room for a closing fence whenever a fence might be open at the cut.
-    reserve = max(reserve, 8 if "```" in body[:limit] or "~~~" in body[:limit] else 0)
-    floor = len(carry) + max(1, (limit - reserve) // 3)
-    cut = _cut_index(body, limit - reserve, floor)
+    room = limit - _reserve(body[:limit])
+    if carry and len(carry) >= room // 2:
+        return take_part(source, limit)  # a tiny limit: no room to reopen the fence
+    floor = len(carry) + max(1, (room - len(carry)) // 3)
+    # Every part takes at least one character of new text, or a caller loops forever.
+    cut = max(_cut_index(body, room, floor), len(carry) + 1)
     part, rest = body[:cut], body[cut:]
     opening = open_fence(part)
     if opening:
         part = part.rstrip("\n") + "\n" + closing_for(opening)
-        next_carry = opening + "\n"
+        next_carry = _reopening(opening, limit) + "\n"
     else:
         next_carry = ""
     consumed = max(0, cut - len(carry))
