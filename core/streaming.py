@@ -207,33 +207,34 @@ class ReplyStreamer:
         wait = part.last_write + self._limits.min_edit_gap_s - self._clock()
         if wait > 0 and not (kind == "finish" and part.shown == part.text):
             await self._sleep(wait)
-        own_post_budget = kind == "post" and self._limits.post_bucket is not None
-        needs_budget = not (kind == "finish" and part.shown == part.text) and not own_post_budget
         if self._before_first_write is not None:
             await self._before_first_write()
             self._before_first_write = None
         display = part.text
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
+            # A post that went out but could not be finished is only finished again:
+            # posting it once more would leave a second, half-written copy.
+            step = "finish" if kind == "post" and part.id is not None else kind
             try:
-                if needs_budget:
-                    await self._budgets.acquire(self._limits)
-                elif own_post_budget:
+                if step == "post" and self._limits.post_bucket is not None:
                     await self._budgets.acquire_post(self._limits)
+                elif not (step == "finish" and part.shown == part.text):
+                    await self._budgets.acquire(self._limits)
                 if self._may_write is not None and not await self._may_write():
                     raise _Stopped
                 # Read the text only now: whatever arrived while we waited goes out too.
                 display = part.text if part.frozen else balance(part.text)
-                display = await self._call(part, kind, display)
+                display = await self._call(part, step, display)
                 break
             except (asyncio.CancelledError, _Stopped):
                 raise
             except Exception as exc:  # a platform failure must not kill the reply
                 log.warning(
                     "platform %s failed for %s (attempt %d/%d): %s",
-                    kind, self._key, attempt, MAX_WRITE_ATTEMPTS, exc,
+                    step, self._key, attempt, MAX_WRITE_ATTEMPTS, exc,
                 )
                 if attempt == MAX_WRITE_ATTEMPTS:
-                    part.closed = part.closed or kind == "finish"
+                    part.closed = part.closed or step == "finish"
                     part.shown = display
                     return
                 await self._sleep(min(4.0, 0.5 * 2**attempt))
@@ -255,6 +256,7 @@ class ReplyStreamer:
             part.id = await self._port.post(
                 self._key, display, reply_to=reply_to, final=part.frozen
             )
+            part.shown = display
             self.writes += 1
             if part.frozen:
                 # The part may have been frozen (and grown) while the post was in flight.
