@@ -48,6 +48,10 @@ class _Stopped(Exception):
     """The guard refused a write: nothing more is written."""
 
 
+class _Failed(Exception):
+    """The platform kept refusing a write the reply cannot go on without."""
+
+
 class ReplyStreamer:
     def __init__(
         self,
@@ -72,6 +76,9 @@ class ReplyStreamer:
         self._may_write = may_write
         self._before_first_write = before_first_write
         self.stopped = False  # the guard refused a write; nothing more was written
+        # Why the platform would not take the reply (a post, or its last message's
+        # final text, failed every attempt); nothing more was written. None if it did.
+        self.failed: str | None = None
         self._clock = clock
         self._sleep = sleep
         self._parts: list[_Part] = [_Part()]
@@ -170,6 +177,9 @@ class ReplyStreamer:
                     return
         except _Stopped:
             self.stopped = True
+        except _Failed as exc:
+            self.failed = str(exc)
+            log.warning("gave up the reply in %s: %s", self._key, exc)
         finally:
             self._release_slot()
 
@@ -210,7 +220,7 @@ class ReplyStreamer:
         if self._before_first_write is not None:
             await self._before_first_write()
             self._before_first_write = None
-        display = part.text
+        display = part.text if part.frozen else balance(part.text)
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
             # A post that went out but could not be finished is only finished again:
             # posting it once more would leave a second, half-written copy.
@@ -234,6 +244,11 @@ class ReplyStreamer:
                     step, self._key, attempt, MAX_WRITE_ATTEMPTS, exc,
                 )
                 if attempt == MAX_WRITE_ATTEMPTS:
+                    if step == "post" or (step == "finish" and part is self._parts[-1]):
+                        # Nothing can follow a message that was never posted, nor fix the
+                        # reply's end: retrying forever held the thread and the live slot.
+                        raise _Failed(f"{step} failed: {_reason(exc)}") from exc
+                    # An earlier part, or an edit: the next write carries newer text.
                     part.closed = part.closed or step == "finish"
                     part.shown = display
                     return
@@ -278,3 +293,7 @@ class ReplyStreamer:
                 self.writes += 1
             part.closed = True
         return display
+
+
+def _reason(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]

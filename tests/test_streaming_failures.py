@@ -3,11 +3,14 @@ reply the platform will not take ends instead of retrying forever (virtual clock
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+from core.pacing import WriteBudgets
+from core.streaming import MAX_WRITE_ATTEMPTS
 from core.types import ThreadKey
 from tests.fakeclock import FakeClock
-from tests.test_streaming import RecordingPort, make
+from tests.test_streaming import RecordingPort, feed, make
 
 
 @dataclass
@@ -42,3 +45,63 @@ async def test_a_failed_closing_write_after_a_post_does_not_post_the_reply_twice
     assert port.messages == {"m1": "Hello, world."}
     assert ids == ["m1"]
     assert [kind for _, kind, _, _ in port.writes] == ["post", "finish"]
+
+
+@dataclass
+class RefusingPort(RecordingPort):
+    """The thread was deleted or archived, or the bot lost its permission there: every
+    post (and, with `refuse_updates`, every edit and finish) fails."""
+
+    refuse_updates: bool = False
+    refused: int = 0
+
+    async def post(
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+    ) -> str:
+        if not self.refuse_updates:
+            self._refuse()
+        return await super().post(key, markdown, reply_to=reply_to, final=final)
+
+    async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        self._refuse()
+
+    async def finish(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        self._refuse()
+
+    def _refuse(self) -> None:
+        self.refused += 1
+        raise RuntimeError("is_archived\nresponse body: {...}")
+
+
+async def test_a_reply_the_platform_will_not_post_ends_and_frees_its_live_slot() -> None:
+    clock = FakeClock()
+    budgets = WriteBudgets(clock=clock, sleep=clock.sleep)
+    # 0.5 writes/s keep one reply fresh: the refused reply holds the only live slot.
+    refusing = RefusingPort(clock, max_chars=10_000, rate=0.5)
+    working = RecordingPort(clock, max_chars=10_000, rate=0.5)
+    refused, other = make(refusing, clock, budgets), make(working, clock, budgets)
+    start = clock.now
+    refused.push("Let me think ")  # still growing: it takes the live slot to be posted
+    words = [f"w{i} " for i in range(500)]  # 10 s of streaming in the same bucket
+    await feed(other, clock, words, 0.02)
+    assert working.writes, "the other reply went live while still growing"
+    assert working.writes[0][3] != "".join(words)
+    async with asyncio.timeout(10):  # it used to retry the post once a second forever
+        assert await refused.finish() == []
+    await other.finish()
+    assert refusing.refused == MAX_WRITE_ATTEMPTS
+    assert refused.failed == "post failed: is_archived"
+    assert not refused.stopped
+    assert clock.now - start < 60
+
+
+async def test_a_reply_whose_end_cannot_be_written_is_reported_failed() -> None:
+    clock = FakeClock()
+    port = RefusingPort(clock, refuse_updates=True)  # archived right after the first post
+    streamer = make(port, clock)
+    await feed(streamer, clock, [f"w{i} " for i in range(100)], 0.02)
+    async with asyncio.timeout(10):
+        assert await streamer.finish() == ["m1"]
+    assert port.messages["m1"] != streamer.text, "the message kept its early text"
+    assert streamer.failed == "finish failed: is_archived"
+    assert port.refused <= 2 * MAX_WRITE_ATTEMPTS, "one round of edits, one of finishes"
