@@ -40,6 +40,13 @@ def closing_for(opening: str) -> str:
     return m.group(1)[:_LONGEST_FENCE] if m else "```"
 
 
+def fits(text: str, limit: int) -> bool:
+    """Whether text fits in limit characters as displayed mid-stream (see balance)."""
+    if len(text) + _LONGEST_FENCE + 1 <= limit:
+        return True  # even a closing fence fits: no need to look for one
+    return len(balance(text)) <= limit
+
+
 def _reopening(opening: str, limit: int) -> str:
     """The line the next part reopens a fence with: the opening line when it is short,
     else its fence and language, else the bare fence."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from core.pacing import Clock, Sleep, WriteBudgets
 from core.ports import ChatPort
-from core.splitting import balance, take_part
+from core.splitting import balance, fits, take_part
 from core.types import ThreadKey
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ class ReplyStreamer:
         self._text.append(delta)
         self._source += delta
         limit = self._max_chars
-        while len(self._carry) + len(self._source) > limit:
+        # The live part is shown with an open fence closed: that must fit too.
+        while not fits(self._carry + self._source, limit):
             cut = take_part(self._source, limit, self._carry)
             live = self._parts[-1]
             live.text, live.frozen = cut.part, True

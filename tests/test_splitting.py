@@ -54,3 +54,19 @@ async def test_a_fence_line_longer_than_a_message_does_not_freeze_the_reply() ->
         ids = await streamer.finish()
     assert len(ids) == 2
     assert "".join(port.messages[m] for m in ids).count("x") == 2500
+
+
+async def test_a_growing_code_block_is_never_shown_longer_than_a_message() -> None:
+    """Closing the open fence of a live part used to add 4 characters past the limit:
+    Discord refused the post ("2000 or fewer in length") and the reply failed."""
+    clock = FakeClock()
+    port = RecordingPort(clock, max_chars=2000)
+    streamer = make(port, clock)
+    code = "```python\n" + "x = 1\n" * 331 + "y\n"  # 1,998 characters, fence still open
+    streamer.push(code)
+    await clock.sleep(10.0)  # the model pauses (a tool call): the live part is shown
+    streamer.push("```\nDone.")
+    ids = await streamer.finish()
+    assert streamer.failed is None  # RecordingPort refuses a write over max_chars
+    shown = "".join(port.messages[m] for m in ids)
+    assert shown.count("x = 1") == 331 and shown.endswith("Done.")
