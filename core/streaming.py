@@ -222,10 +222,8 @@ class ReplyStreamer:
             await self._before_first_write()
             self._before_first_write = None
         display = part.text if part.frozen else balance(part.text)
+        step = kind
         for attempt in range(1, MAX_WRITE_ATTEMPTS + 1):
-            # A post that went out but could not be finished is only finished again:
-            # posting it once more would leave a second, half-written copy.
-            step = "finish" if kind == "post" and part.id is not None else kind
             try:
                 if step == "post" and self._limits.post_bucket is not None:
                     await self._budgets.acquire_post(self._limits)
@@ -240,6 +238,10 @@ class ReplyStreamer:
             except (asyncio.CancelledError, _Stopped):
                 raise
             except Exception as exc:  # a platform failure must not kill the reply
+                if step == "post" and part.id is not None:
+                    # The post went out but its finish failed: only finish it again, as
+                    # posting once more would leave a second, half-written copy.
+                    step = "finish"
                 log.warning(
                     "platform %s failed for %s (attempt %d/%d): %s",
                     step, self._key, attempt, MAX_WRITE_ATTEMPTS, exc,

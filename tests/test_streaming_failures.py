@@ -15,14 +15,18 @@ from tests.test_streaming import RecordingPort, feed, make
 
 @dataclass
 class FlakyPort(RecordingPort):
-    """Posts take a while (the model keeps streaming meanwhile); closing writes fail
-    `finish_failures` times, like a brief 503."""
+    """Posts take a while (the model keeps streaming meanwhile); the first
+    `post_failures` posts and `finish_failures` closing writes fail, like a brief 503."""
 
+    post_failures: int = 0
     finish_failures: int = 0
 
     async def post(
         self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
     ) -> str:
+        if self.post_failures:
+            self.post_failures -= 1
+            raise RuntimeError("chat.postMessage: internal_error (HTTP 503)")
         mid = await super().post(key, markdown, reply_to=reply_to, final=final)
         await self.clock.sleep(0.5)
         return mid
@@ -45,6 +49,22 @@ async def test_a_failed_closing_write_after_a_post_does_not_post_the_reply_twice
     assert port.messages == {"m1": "Hello, world."}
     assert ids == ["m1"]
     assert [kind for _, kind, _, _ in port.writes] == ["post", "finish"]
+
+
+async def test_a_post_that_went_out_on_its_last_attempt_lets_the_reply_go_on() -> None:
+    """The part filled up while that post was in flight and its closing write failed:
+    a failed finish of an earlier part (the next part follows), not a failed post."""
+    clock = FakeClock()
+    port = FlakyPort(clock, max_chars=300, post_failures=2, finish_failures=1)
+    streamer = make(port, clock)
+    words = [f"w{i} " for i in range(100)]
+    streamer.push("".join(words[:30]))
+    await clock.sleep(3.2)  # two failed posts, 1 s and 2 s apart; the third is in flight
+    streamer.push("".join(words[30:]))  # the first part fills up meanwhile
+    ids = await streamer.finish()
+    assert streamer.failed is None
+    assert ids == ["m1", "m2"]
+    assert port.messages["m2"].split()[-1] == "w99"
 
 
 @dataclass
