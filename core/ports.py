@@ -99,6 +99,10 @@ class Coordination(Protocol):
         """Hold an exclusive, token-guarded, renewable lease; waits while another holds it."""
         ...
 
+    async def lease_held(self, name: str) -> bool:
+        """Whether someone holds this lease now (an unexpired one exists)."""
+        ...
+
 
 @runtime_checkable
 class HistoryStore(Protocol):

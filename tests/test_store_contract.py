@@ -396,6 +396,16 @@ async def test_append_after_release_is_stale(store: AnyStore) -> None:
     assert [m.text for m in await store.load_thread(THREAD)] == ["inside"]
 
 
+async def test_lease_held_says_whether_a_live_lease_exists(store: AnyStore) -> None:
+    assert not await store.lease_held("thread:a")
+    async with store.lease("thread:a", 0.5, auto_renew=False):
+        assert await store.lease_held("thread:a")
+        assert not await store.lease_held("thread:b")
+        await asyncio.sleep(0.7)
+        assert not await store.lease_held("thread:a")  # expired: nobody is acting on it
+    assert not await store.lease_held("thread:a")
+
+
 async def test_renew_extends_the_lease(store: AnyStore) -> None:
     async with store.lease("thread:a", 1.0, auto_renew=False) as lease:
         await asyncio.sleep(0.6)

@@ -183,6 +183,12 @@ class PostgresStore:
         )
         return bool(rows)
 
+    async def lease_held(self, name: str) -> bool:
+        rows = await self._fetch(
+            "SELECT 1 FROM leases WHERE name = $1 AND expires_at > now()", name
+        )
+        return bool(rows)
+
     async def renew_lease(self, name: str, token: str, ttl_s: float) -> bool:
         rows = await self._fetch(
             f"UPDATE leases SET expires_at = now() + {_SECONDS} "

@@ -211,6 +211,12 @@ class SQLiteStore:
         )
         return bool(rows)
 
+    async def lease_held(self, name: str) -> bool:
+        rows = await self._fetch(
+            "SELECT 1 FROM leases WHERE name = ? AND expires_at > ?", (name, time.time())
+        )
+        return bool(rows)
+
     async def renew_lease(self, name: str, token: str, ttl_s: float) -> bool:
         rows = await self._fetch(
             "UPDATE leases SET expires_at = ? WHERE name = ? AND token = ? RETURNING name",
