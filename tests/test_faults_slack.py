@@ -1,4 +1,5 @@
-"""Slack Web API faults: a storm of 429s and 5xx answers while replies are written.
+"""Slack Web API faults: 429 storms, 5xx answers and dropped connections while replies
+are written.
 
 The answer still arrives whole, in exactly one message per reply, history is complete,
 and the other thread asked at the same time is answered too.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from tests.fakes.fault_harness import shown, slack_rig
 from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_faults import DROP
 from tests.fakes.slack_server import SlackServer
 
 WRITES = {"chat.startStream", "chat.appendStream", "chat.stopStream", "chat.postMessage",
@@ -84,3 +86,23 @@ async def test_a_slack_outage_longer_than_the_retries_delays_the_reply_until_sla
                                                      ("assistant", "complete")]
     assert history[0].author_name == "U0ALICE"  # users.info was down: the id stands in
     assert "after the outage" in rig.replies(post)[-1].text
+
+
+async def test_a_connection_dropped_mid_stream_leaves_the_text_whole_and_never_doubled(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    answer = " ".join(f"w{i}" for i in range(60))
+    model_server.reply(answer, tokens_per_s=40)
+    async with slack_rig(slack_server, model_server, tmp_path) as rig:
+        # An append and slack_sdk's one retry both lose their connection: the flush
+        # failed, and what the stream object still holds must not be sent again.
+        slack_server.faults.add(DROP, 2, methods={"chat.appendStream"})
+        post = await rig.ask("count to sixty")
+        await rig.answered(post)
+        [reply] = rig.replies(post)
+        history = await rig.history(post)
+    assert reply.text == answer
+    assert [status for _, status in slack_server.faults.answered] == [DROP, DROP]
+    # The same message was finished by chat.update, which rewrites it whole.
+    assert slack_server.calls_to("chat.update")[-1].params["ts"] == reply.ts
+    assert [(m.role, m.status, m.text) for m in history][1] == ("assistant", "complete", answer)

@@ -3,8 +3,9 @@
 A reply message is a native stream (chat.startStream/appendStream/stopStream through
 slack_sdk's AsyncChatStream) whenever Slack lets us; the core hands us the full text
 so far and we append only the new suffix. Whenever a stream cannot continue (refused,
-expired after ~5 minutes, out of Tier 2 budget, or the text was rewritten rather than
-extended) the same message continues with chat.update and `markdown_text`.
+expired after ~5 minutes, out of Tier 2 budget, a call lost to a timeout or reset, or
+the text was rewritten rather than extended) the same message continues with
+chat.update and `markdown_text`, which rewrites it whole.
 
 Why max_chars = 3,900: `markdown_text` accepts 12,000 characters, but Slack rejects
 `text` above ~4,000 (msg_too_long) and collapses long messages behind "Show more";
@@ -20,7 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -225,10 +226,13 @@ class SlackChatPort:
         if not delta:
             return True
         assert reply.stream is not None
+        await self._gate.acquire("chat.appendStream", reply.key.space)
         try:
-            await self._gate.acquire("chat.appendStream", reply.key.space)
             await reply.stream.append(markdown_text=delta)
-        except (SlackApiError, SlackRequestError) as exc:
+        except Exception as exc:
+            # Refused, expired, or lost on the way (timeout, reset): the stream object
+            # still buffers this delta, so sending through it again would show it twice.
+            # chat.update rewrites the whole message instead.
             log.info("stream %s ended (%s); continuing with chat.update", reply.ts, _error(exc))
             reply.stream = None
             return False
@@ -237,10 +241,10 @@ class SlackChatPort:
 
     async def _stop(self, reply: _Reply, delta: str) -> bool:
         assert reply.stream is not None
+        await self._gate.acquire("chat.stopStream", reply.key.space)
         try:
-            await self._gate.acquire("chat.stopStream", reply.key.space)
             await reply.stream.stop(markdown_text=delta or None)
-        except (SlackApiError, SlackRequestError) as exc:
+        except Exception as exc:  # as in _append: never flush through this stream again
             log.info("stream %s could not be stopped (%s); finishing with chat.update",
                      reply.ts, _error(exc))
             reply.stream = None

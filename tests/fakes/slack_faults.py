@@ -1,4 +1,5 @@
-"""Fault injection for the Slack emulator: storms of 429s and 5xx answers on demand."""
+"""Fault injection for the Slack emulator: storms of 429s, 5xx answers and dropped
+connections on demand."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+# A "status" meaning: the connection closes before any answer (a reset, or a proxy
+# giving up), which clients see as a transport error rather than an HTTP status.
+DROP = 0
 
 
 @dataclass
@@ -28,11 +33,15 @@ class InjectedFaults:
         chosen = frozenset(methods) if methods is not None else None
         self.storms.append(_Storm(chosen, status, count, retry_after))
 
-    def take(self, method: str) -> web.Response | None:
+    def take(self, method: str) -> web.Response | int | None:
+        """The answer to send instead of the Web API's, DROP to close the connection
+        unanswered (the call is not performed), or None to answer normally."""
         for storm in self.storms:
             if storm.remaining > 0 and (storm.methods is None or method in storm.methods):
                 storm.remaining -= 1
                 self.answered.append((method, storm.status))
+                if storm.status == DROP:
+                    return DROP
                 if storm.status == 429:
                     return web.json_response(
                         {"ok": False, "error": "ratelimited"}, status=429,

@@ -30,7 +30,7 @@ from tests.fakes.slack_events import (
     slash_command_form,
     user_message,
 )
-from tests.fakes.slack_faults import InjectedFaults
+from tests.fakes.slack_faults import DROP, InjectedFaults
 from tests.fakes.slack_files import FileHost, ForeignHost
 from tests.fakes.slack_rate import RateLimiter
 from tests.fakes.slack_socket import SocketModeHub
@@ -69,7 +69,7 @@ class SlackServer:
         self.state = WorkspaceState()
         self.api = SlackWebApi(self.cfg, self.state)
         self.limiter = RateLimiter(rate_speed)
-        self.faults = InjectedFaults()  # tests queue 429 storms and 5xx answers here
+        self.faults = InjectedFaults()  # tests queue 429s, 5xx answers and drops here
         self.files = FileHost(self.cfg.bot_token, self.cfg.scopes)
         self.socket = SocketModeHub()
         self.foreign = ForeignHost()
@@ -134,7 +134,12 @@ class SlackServer:
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
         channel = params.get("channel") or params.get("channel_id")
         injected = self.faults.take(method)
-        if injected is not None:  # a test asked for a 429 storm or a 5xx here
+        if injected == DROP:  # the connection resets before Slack answers
+            self._record(method, params, request, DROP, "dropped")
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=503)  # never reaches the client
+        if isinstance(injected, web.Response):  # a test asked for a 429 storm or a 5xx
             self._record(method, params, request, injected.status, "injected")
             return injected
         retry_after = self.limiter.check(method, self.cfg.team_id, channel)
