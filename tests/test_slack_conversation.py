@@ -80,6 +80,27 @@ async def test_a_follow_up_in_the_thread_needs_no_mention_and_sees_the_history(
     assert texts == ["Paris is the capital of France.", "About 2.1 million people live there."]
 
 
+async def test_a_follow_up_also_sent_to_the_channel_is_answered_in_the_thread(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.reply("Paris is the capital of France.")
+    model_server.reply("About 2.1 million people live there.")
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        first = slack_server.user_post(
+            CHANNEL, "U0ALICE", f"{slack_server.mention} capital of France?"
+        )
+        await _deliver_all(slack_server, bot.url, first.events)
+        await bot.idle()
+        # "Also send to #general" ticked: Slack delivers subtype thread_broadcast.
+        follow = slack_server.user_post(CHANNEL, "U0ALICE", "and how many live there?",
+                                        thread_ts=first.ts, broadcast=True)
+        await _deliver_all(slack_server, bot.url, follow.events)
+        await bot.idle()
+    texts = [m.text for m in slack_server.bot_replies(CHANNEL, first.ts)]
+    assert texts == ["Paris is the capital of France.", "About 2.1 million people live there."]
+    assert "capital of France?" in request_text(model_server.requests[1].body)
+
+
 async def test_a_direct_message_is_answered_in_its_thread(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:

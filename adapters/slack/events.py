@@ -25,7 +25,9 @@ from core.types import FileRef, Inbound, ThreadKey
 log = logging.getLogger(__name__)
 
 Event = Mapping[str, Any]
-ANSWERED_SUBTYPES = {None, "file_share"}
+# A person's post, one with files, and a thread reply also sent to the channel. (The
+# bot's own broadcasts carry bot_id and are ignored before this is asked.)
+ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
 
 
 class Service(Protocol):

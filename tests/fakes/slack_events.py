@@ -45,8 +45,10 @@ def user_message(
     *, team: str, channel: str, user: str, text: str, ts: str,
     thread_ts: str | None = None, channel_type: str = "channel",
     files: list[dict[str, Any]] | None = None, event_type: str = "message",
+    broadcast: bool = False,
 ) -> dict[str, Any]:
-    """A `message` (or `app_mention`) event for a post by a person."""
+    """A `message` (or `app_mention`) event for a post by a person; `broadcast`: a
+    thread reply also sent to the channel (subtype thread_broadcast)."""
     event: dict[str, Any] = {
         "type": event_type, "user": user, "text": text, "ts": ts, "team": team,
         "channel": channel, "event_ts": ts, "client_msg_id": str(uuid.uuid4()),
@@ -59,6 +61,8 @@ def user_message(
         event["files"] = files
         if event_type == "message":
             event["subtype"] = "file_share"
+    if broadcast and event_type == "message":
+        event["subtype"] = "thread_broadcast"
     return event
 
 

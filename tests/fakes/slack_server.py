@@ -180,22 +180,24 @@ class SlackServer:
     def user_post(
         self, channel: str, user: str, text: str, *, thread_ts: str | None = None,
         files: list[dict[str, Any]] | None = None, channel_type: str = "channel",
-        at: float | None = None,
+        at: float | None = None, broadcast: bool = False,
     ) -> Post:
         """Store a person's post and build the deliveries Slack would send for it.
 
-        `at` back-dates the post (its ts) to that unix time.
+        `at` back-dates the post (its ts) to that unix time; `broadcast` is a thread
+        reply with "Also send to channel" ticked.
         """
         msg = self.state.add(Message(
             channel=channel, ts=self.state.next_ts(at), thread_ts=thread_ts, user=user,
-            text=text, files=list(files or []),
+            text=text, files=list(files or []), broadcast=broadcast and thread_ts is not None,
         ))
         post = Post(channel, msg.ts, thread_ts)
         common: dict[str, Any] = {
             "team": self.cfg.team_id, "channel": channel, "user": user, "text": text,
             "ts": msg.ts, "thread_ts": thread_ts, "files": files,
         }
-        post.events.append(self._wrap(user_message(**common, channel_type=channel_type)))
+        post.events.append(self._wrap(user_message(
+            **common, channel_type=channel_type, broadcast=msg.broadcast)))
         if f"<@{self.cfg.bot_user_id}>" in text and channel_type != "im":
             post.events.append(self._wrap(user_message(**common, event_type="app_mention")))
         return post

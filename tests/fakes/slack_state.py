@@ -38,6 +38,7 @@ class Message:
     appends: int = 0
     edits: int = 0
     files: list[dict[str, object]] = field(default_factory=list)
+    broadcast: bool = False  # a thread reply "also sent to #channel"
 
     @property
     def root(self) -> str:
@@ -52,6 +53,8 @@ class Message:
             out["bot_id"] = self.bot_id
         if self.files:
             out["files"] = self.files
+        if self.broadcast:
+            out["subtype"] = "thread_broadcast"
         return out
 
 
@@ -110,7 +113,9 @@ class WorkspaceState:
         return sorted(msgs, key=lambda m: m.ts)
 
     def top_level(self, channel: str) -> list[Message]:
-        msgs = [m for m in self.channels.get(channel, {}).values() if m.thread_ts in (None, m.ts)]
+        # A broadcast reply shows in the channel as well as in its thread.
+        msgs = [m for m in self.channels.get(channel, {}).values()
+                if m.thread_ts in (None, m.ts) or m.broadcast]
         return sorted(msgs, key=lambda m: m.ts, reverse=True)
 
     def all_messages(self) -> list[Message]:
