@@ -84,8 +84,45 @@ async def test_only_allowed_channels_are_answered(
         for event in denied.events + allowed.events:
             assert (await slack_server.deliver(bot.url, event)).status == 200
         await bot.idle()
-    assert slack_server.bot_replies(CHANNEL, denied.ts) == []
+    [note] = slack_server.bot_replies(CHANNEL, denied.ts)
+    assert "not enabled here" in note.text and "<#C0ALLOWED>" in note.text
+    assert len(model_server.requests) == 1  # only the allowed channel reached the model
     assert len(slack_server.bot_replies("C0ALLOWED", allowed.ts)) == 1
+
+
+async def test_outside_the_allowed_channels_people_who_ask_are_told_once_where_to_go(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "slack"
+    assistant = json.loads((fixtures / "assistant_thread_started.json").read_text())
+    home = slack_server.wrap_event({"type": "app_home_opened", "user": "U0ALICE",
+                                    "channel": "D0ALICE", "tab": "messages", "event_ts": "1.2"})
+    async with running_bot(slack_server, model_server, tmp_path, speed=10,
+                           SLACK_ALLOWED_CHANNELS="C0ALLOWED,C0HELP") as bot:
+        # DMs are not allowed: no greeting or suggested prompts invite Alice to ask there.
+        for event in (home, assistant):
+            assert (await slack_server.deliver(bot.url, event)).status == 200
+        await bot.idle()
+        assert slack_server.calls_to("chat.postMessage") == []
+        assert slack_server.state.suggested_prompts == {}
+        dm = slack_server.user_post("D0ALICE", "U0ALICE", "hello bot", channel_type="im")
+        mention = slack_server.user_post(CHANNEL, "U0BOB", f"{slack_server.mention} hi")
+        again = slack_server.user_post(CHANNEL, "U0BOB", f"{slack_server.mention} hello??",
+                                       thread_ts=mention.ts)
+        chatter = slack_server.user_post(CHANNEL, "U0BOB", "lunch anyone?")
+        for post in (dm, mention, again, chatter):
+            for event in post.events:
+                assert (await slack_server.deliver(bot.url, event)).status == 200
+        await slack_server.deliver(bot.url, mention.events[-1], retry_num=1)
+        await bot.idle()
+    assert model_server.requests == []
+    [dm_note] = slack_server.bot_replies("D0ALICE", dm.ts)
+    [channel_note] = slack_server.bot_replies(CHANNEL, mention.ts)  # once for the thread
+    for note in (dm_note, channel_note):
+        assert note.text == ("I'm not enabled here, so I can't answer. "
+                             "You can mention me in <#C0ALLOWED>, <#C0HELP>.")
+    assert slack_server.pings(CHANNEL, mention.ts) == []
+    assert slack_server.bot_replies(CHANNEL, chatter.ts) == []  # not addressed: silence
 
 
 async def test_healthz_is_503_until_slack_is_reached_then_200(

@@ -49,7 +49,11 @@ def test_thread_replies_are_followed_only_when_configured() -> None:
 
 
 def test_allowed_channels_limit_where_the_bot_answers() -> None:
-    assert _action("app_mention", "app_mention", allowed_channels=("C0OTHER",)) == "ignore"
+    """Outside them, whoever addresses the bot is told so; other messages are ignored."""
+    assert _action("app_mention", "app_mention", allowed_channels=("C0OTHER",)) == "refuse"
+    assert _action("message_im", allowed_channels=("C0OTHER",)) == "refuse"
+    assert _action("message_mention_in_channel", allowed_channels=("C0OTHER",)) == "ignore"
+    assert _action("message_thread_reply", allowed_channels=("C0OTHER",)) == "ignore"
     assert _action("app_mention", "app_mention", allowed_channels=("C0GENERAL",)) == "answer"
 
 

@@ -25,6 +25,7 @@ from adapters.slack.files import FileHostPolicy, SlackFileFetcher
 from adapters.slack.history import SlackHistory, SlackReadSettings, load_read_settings
 from adapters.slack.http import HttpSurface
 from adapters.slack.metrics import SlackMetrics
+from adapters.slack.not_enabled import NotEnabledNotice
 from adapters.slack.port import SlackChatPort
 from adapters.slack.rate import SlackRateGate
 from adapters.slack.summary import SlackSummaries, register_summaries
@@ -125,10 +126,12 @@ class SlackBot:
         await self.surface.start(self.host, self.listen_port)
         me = await self._whoami()
         names = DisplayNames(self.client, self.gate, team=me.team_id)
+        allowed = self.settings.slack_allowed_channels
         self.handler = SlackEventHandler(
             service=self.service, port=self.port, names=names, me=me,
-            allowed_channels=self.settings.slack_allowed_channels,
+            allowed_channels=allowed,
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
+            notice=NotEnabledNotice(self.client, self.gate, allowed) if allowed else None,
         )
         if self.summary_service is not None:
             history = SlackHistory(self.client, self.gate, names, team=me.team_id,
@@ -210,6 +213,9 @@ class SlackBot:
         async def on_thread_started(event: dict[str, Any]) -> None:
             thread = event.get("assistant_thread") or {}
             channel, thread_ts = thread.get("channel_id"), thread.get("thread_ts")
+            if not self._allowed(channel):  # prompts would invite an unanswered question
+                metrics.events.labels("assistant_thread_started", "ignore").inc()
+                return
             metrics.events.labels("assistant_thread_started", "answer").inc()
             if channel and thread_ts:
                 self.tasks.spawn(self._suggest(str(channel), str(thread_ts)), "slack-prompts")
@@ -223,7 +229,9 @@ class SlackBot:
             # Slack's suggested-prompt API needs an assistant thread, which the Messages
             # tab does not have: greet a person there once, with the same suggestions.
             channel, user = event.get("channel"), event.get("user")
-            if event.get("tab") != "messages" or not channel or not user:
+            if event.get("tab") != "messages" or not channel or not user or (
+                not self._allowed(channel)  # no invitation to a DM we would not answer
+            ):
                 metrics.events.labels("app_home_opened", "ignore").inc()
                 return
             metrics.events.labels("app_home_opened", "answer").inc()
@@ -241,6 +249,10 @@ class SlackBot:
             log.debug("ignoring a %s event", str(event.get("type"))[:40])
 
         return app
+
+    def _allowed(self, channel: object) -> bool:
+        allowed = self.settings.slack_allowed_channels
+        return not allowed or channel in allowed
 
     async def _welcome(self, team: str, channel: str, user: str) -> None:
         """Offer suggested prompts the first time someone opens the Messages tab."""

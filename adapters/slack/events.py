@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from adapters.slack.markup import mentions, to_markdown
+from adapters.slack.not_enabled import NotEnabledNotice
 from adapters.slack.port import SlackChatPort
 from adapters.slack.users import DisplayNames
 from core.ports import ChatPort, Coordination
@@ -48,9 +49,10 @@ class BotIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do with an event: nothing, answer, or answer if the bot is in the thread."""
+    """What to do with an event: nothing, answer, answer if the bot is in the thread, or
+    say it is not enabled here (addressed outside SLACK_ALLOWED_CHANNELS)."""
 
-    action: Literal["ignore", "answer", "follow"]
+    action: Literal["ignore", "answer", "follow", "refuse"]
     why: str = ""
 
 
@@ -68,7 +70,9 @@ def classify(
         return Decision("ignore", "malformed event: no channel or ts")
     channel = str(event.get("channel") or "")
     if allowed_channels and channel not in allowed_channels:
-        return Decision("ignore", "channel not allowed")
+        # Only someone who spoke to the bot (a mention, a DM) is told; chatter is not.
+        addressed = kind == "app_mention" or event.get("channel_type") == "im"
+        return Decision("refuse" if addressed else "ignore", "channel not allowed")
     if kind == "app_mention":
         return Decision("answer")
     if event.get("channel_type") == "im":
@@ -129,7 +133,7 @@ class SlackEventHandler:
     def __init__(
         self, *, service: Service, port: SlackChatPort, names: DisplayNames,
         me: BotIdentity, allowed_channels: tuple[str, ...], follow_threads: bool,
-        tasks: TaskKeeper, recent: int = 5000,
+        tasks: TaskKeeper, recent: int = 5000, notice: NotEnabledNotice | None = None,
     ) -> None:
         self.service = service
         self.port = port
@@ -138,6 +142,7 @@ class SlackEventHandler:
         self.allowed_channels = allowed_channels
         self.follow_threads = follow_threads
         self.tasks = tasks
+        self.notice = notice
         self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._recent_max = recent
 
@@ -151,6 +156,11 @@ class SlackEventHandler:
             log.debug("ignoring %s event: %s", kind, decision.why)
             return decision
         team = team_id or self.me.team_id
+        if decision.action == "refuse":
+            key = thread_key(event, team)
+            if self.notice is not None and self.notice.first_in(key):
+                self.tasks.spawn(self.notice.tell(key), name=f"slack-not-enabled:{key.root}")
+            return decision
         identity = (team, str(event["channel"]), str(event["ts"]))
         if identity in self._recent:
             log.info("duplicate delivery of %s ignored", identity[2])
