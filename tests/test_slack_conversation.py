@@ -170,6 +170,23 @@ async def test_refused_files_are_named_and_never_get_the_token(
     assert len(image_sizes(model_server.requests[0].body)) == 1  # the allowed one was used
 
 
+async def test_a_file_shared_from_another_organisation_is_read_or_named_as_unreadable(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    # Slack Connect: the event names the files by id only; files.info has the rest.
+    diagram = slack_server.connect_file("diagram.png", png(60, 40), "image/png")
+    hidden = slack_server.connect_file("secret.png", png(60, 40), "image/png", visible=False)
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} what is this",
+                                      files=[diagram, hidden])
+        await _deliver_all(slack_server, bot.url, post.events)
+        await bot.idle()
+    assert image_sizes(model_server.requests[0].body) == [(60, 40)]  # diagram.png was seen
+    text = slack_server.bot_text(CHANNEL, post.ts)
+    assert "Slack didn't share its contents with me" in text  # not answered as if absent
+    assert "diagram.png" not in text
+
+
 async def test_a_login_page_instead_of_a_file_explains_the_missing_scope(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:

@@ -65,7 +65,7 @@ def test_thread_key_uses_the_thread_root_or_starts_one() -> None:
 
 
 def test_files_become_refs_with_declared_size_and_type() -> None:
-    refs = file_refs(_event("file_share_im"))
+    refs = file_refs(_event("file_share_im")["files"])
     assert [(r.name, r.declared_size, r.declared_type) for r in refs] == [
         ("screen shot.png", 48213, "image/png")
     ]

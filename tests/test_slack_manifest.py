@@ -45,7 +45,7 @@ def test_every_web_api_method_the_adapter_calls_is_covered_by_a_scope() -> None:
         "assistant_threads_setSuggestedPrompts": "assistant:write",
         "conversations_replies": "channels:history", "conversations_history": "channels:history",
         "conversations_info": "channels:read", "conversations_members": "channels:read",
-        "chat_postEphemeral": "chat:write",
+        "chat_postEphemeral": "chat:write", "files_info": "files:read",
     }
     called: set[str] = set()
     for path in ADAPTER.glob("*.py"):

@@ -28,6 +28,7 @@ from adapters.slack.metrics import SlackMetrics
 from adapters.slack.not_enabled import NotEnabledNotice
 from adapters.slack.port import SlackChatPort
 from adapters.slack.rate import SlackRateGate
+from adapters.slack.shared_files import SharedFiles
 from adapters.slack.summary import SlackSummaries, register_summaries
 from adapters.slack.users import DisplayNames
 from core.service import ConversationService
@@ -132,6 +133,7 @@ class SlackBot:
             allowed_channels=allowed,
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
             notice=NotEnabledNotice(self.client, self.gate, allowed) if allowed else None,
+            shared=SharedFiles(self.client, self.gate),
         )
         if self.summary_service is not None:
             history = SlackHistory(self.client, self.gate, names, team=me.team_id,

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from adapters.slack.markup import mentions, to_markdown
 from adapters.slack.not_enabled import NotEnabledNotice
 from adapters.slack.port import SlackChatPort
+from adapters.slack.shared_files import SharedFiles, SlackFile
 from adapters.slack.users import DisplayNames
 from core.ports import ChatPort, Coordination
 from core.types import FileRef, Inbound, ThreadKey
@@ -90,15 +91,18 @@ def thread_key(event: Event, team_id: str) -> ThreadKey:
     return ThreadKey("slack", team_id, str(event["channel"]), root)
 
 
-def file_refs(event: Event) -> tuple[FileRef, ...]:
+def file_refs(files: Iterable[SlackFile]) -> tuple[FileRef, ...]:
+    """Attachments to fetch. One Slack did not give us a URL for (an id-only Slack
+    Connect file files.info would not reveal) keeps an empty URL, so that fetching it
+    is refused with a note in the reply rather than skipped without a word."""
     refs = []
-    for f in event.get("files") or ():
-        url = f.get("url_private_download") or f.get("url_private")
-        if not url or f.get("mode") in ("tombstone", "external"):
+    for f in files:
+        if f.get("mode") in ("tombstone", "external"):
             continue
+        url = f.get("url_private_download") or f.get("url_private") or ""
         size = f.get("size")
         refs.append(FileRef(
-            id=str(f.get("id")), name=str(f.get("name") or f.get("title") or "file"),
+            id=str(f.get("id")), name=str(f.get("name") or f.get("title") or "an attached file"),
             url=str(url), declared_size=int(size) if isinstance(size, int) else None,
             declared_type=f.get("mimetype"),
         ))
@@ -134,6 +138,7 @@ class SlackEventHandler:
         self, *, service: Service, port: SlackChatPort, names: DisplayNames,
         me: BotIdentity, allowed_channels: tuple[str, ...], follow_threads: bool,
         tasks: TaskKeeper, recent: int = 5000, notice: NotEnabledNotice | None = None,
+        shared: SharedFiles | None = None,
     ) -> None:
         self.service = service
         self.port = port
@@ -143,6 +148,7 @@ class SlackEventHandler:
         self.follow_threads = follow_threads
         self.tasks = tasks
         self.notice = notice
+        self.shared = shared
         self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._recent_max = recent
 
@@ -180,9 +186,12 @@ class SlackEventHandler:
             text = await to_markdown(
                 str(event.get("text") or ""), bot_user_id=self.me.user_id, resolve=self.names.name
             )
+            files: list[SlackFile] = list(event.get("files") or ())
+            if self.shared is not None:
+                files = await self.shared.complete(files, team)
             inbound = Inbound(
                 key=key, message_id=str(event["ts"]), author_id=user,
-                author_name=await self.names.name(user), text=text, files=file_refs(event),
+                author_name=await self.names.name(user), text=text, files=file_refs(files),
                 addressed=True,
             )
             recipient_team = str(event.get("user_team") or event.get("team") or team)

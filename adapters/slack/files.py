@@ -21,6 +21,7 @@ from core.types import FileRef
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
+UNSHARED_REASON = "Slack didn't share its contents with me"
 LOGIN_PAGE_REASON = (
     "Slack returned a login page instead of the file — the app is probably missing "
     "the files:read scope"
@@ -88,6 +89,8 @@ class SlackFileFetcher:
         self._http = http
 
     async def fetch(self, ref: FileRef, *, max_bytes: int) -> bytes:
+        if not ref.url:  # announced by id only, and files.info did not reveal it
+            raise FileRefused(ref.name, UNSHARED_REASON)
         if ref.declared_size is not None and ref.declared_size > max_bytes:
             raise FileRefused(ref.name, _too_big(ref.declared_size, max_bytes))
         try:

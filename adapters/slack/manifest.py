@@ -15,7 +15,8 @@ BOT_SCOPES: dict[str, str] = {
     "chat:write": "chat.postMessage, chat.update, chat.startStream/appendStream/stopStream, "
                   "chat.postEphemeral",
     "commands": "the /summarize slash command and the Summarize thread shortcuts",
-    "files:read": "downloading attachments from url_private_download",
+    "files:read": "downloading attachments from url_private_download; files.info for "
+                  "files shared over Slack Connect, which events name by id only",
     "groups:history": "message.groups, conversations.replies/history: private channels",
     "groups:read": "conversations.info/members: is the requester in this private channel",
     "im:history": "message.im: direct messages (the Messages tab)",

@@ -34,6 +34,7 @@ RATES: dict[str, MethodRate] = {
     "chat.stopStream": MethodRate(20, 5),
     "chat.appendStream": MethodRate(100, 10),
     "users.info": MethodRate(100, 10),
+    "files.info": MethodRate(100, 10),
     # Reading for summaries. Tier 3 for internal and Marketplace apps; a commercially
     # distributed app outside the Marketplace gets 1/min (see SLACK_HISTORY_PER_MIN).
     "conversations.replies": MethodRate(40, 3),

@@ -87,6 +87,7 @@ class SlackWebApi:
             cfg.bot_user_id: SlackUser(cfg.bot_user_id, "threadwise", "threadwise", is_bot=True)
         }
         self.socket_url: Callable[[], str] = lambda: ""
+        self.file_objects: dict[str, Answer] = {}  # files.info: id -> full file object
         self._methods: dict[str, Callable[[Params], Answer]] = {
             "auth.test": self._auth_test,
             "users.info": self._users_info,
@@ -98,6 +99,7 @@ class SlackWebApi:
             "assistant.threads.setStatus": self._set_status,
             "assistant.threads.setSuggestedPrompts": self._set_prompts,
             "apps.connections.open": self._connections_open,
+            "files.info": self._files_info,
         }
         self.conversations = Conversations(
             state, cfg.bot_user_id, lambda: list(self.users), ApiError
@@ -134,6 +136,16 @@ class SlackWebApi:
 
     def _connections_open(self, p: Params) -> Answer:
         return {"url": self.socket_url()}
+
+    # -- files ------------------------------------------------------------------------
+
+    def _files_info(self, p: Params) -> Answer:
+        if "files:read" not in self.cfg.scopes:
+            raise ApiError("missing_scope")
+        obj = self.file_objects.get(str(p.get("file")))
+        if obj is None:  # unknown, or not visible to this app
+            raise ApiError("file_not_found")
+        return {"file": obj, "comments": [], "response_metadata": {"next_cursor": ""}}
 
     # -- messages ---------------------------------------------------------------------
 

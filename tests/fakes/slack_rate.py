@@ -35,6 +35,7 @@ METHOD_RULES: dict[str, RateRule] = {
     "chat.stopStream": TIER2,
     "chat.appendStream": TIER4,
     "users.info": TIER4,
+    "files.info": TIER4,
     "assistant.threads.setStatus": TIER3,
     "assistant.threads.setSuggestedPrompts": TIER3,
     "conversations.replies": TIER3,
