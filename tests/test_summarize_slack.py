@@ -22,6 +22,7 @@ from adapters.slack.summary import (
 from core.summarize import SourceMessage
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_events import Delivery
+from tests.fakes.slack_faults import DROP
 from tests.fakes.slack_harness import running_bot
 from tests.fakes.slack_server import SlackServer
 from tests.fakes.slack_state import pings_in
@@ -276,6 +277,29 @@ async def test_refusals_are_private_and_read_nothing(
     assert model_server.requests == []
     assert slack_server.calls_to("conversations.replies") == []
     assert slack_server.calls_to("conversations.history") == []
+    assert [m for m in slack_server.state.all_messages() if m.bot_id] == []
+
+
+async def test_when_slack_cannot_be_reached_for_the_access_check_the_requester_is_told(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+) -> None:
+    root = slack_server.user_post(CHANNEL, "U0ALICE", "Should we move standup to 10:00?")
+    async with running_bot(slack_server, model_server, tmp_path, speed=20) as bot:
+        # Every conversations.info call (retries included) loses its connection.
+        slack_server.faults.add(DROP, 10_000, methods={"conversations.info"})
+        _, by_command = await slack_server.slash_command(bot.url, channel=CHANNEL,
+                                                         user="U0BOB", text="24h")
+        await bot.idle()
+        _, by_shortcut = await slack_server.message_shortcut(
+            bot.url, callback_id=SHORTCUT_ID, channel=CHANNEL, ts=root.ts, user="U0BOB")
+        await bot.idle()
+    assert {status for _, status in slack_server.faults.answered} == {DROP}
+    for rid in (by_command, by_shortcut):
+        [answer] = slack_server.responses[rid]
+        assert answer["response_type"] == "ephemeral"
+        assert answer["text"].startswith("⚠️ Sorry, I couldn't summarize this: Slack didn't")
+        assert "please try again" in answer["text"]
+    assert model_server.requests == []
     assert [m for m in slack_server.state.all_messages() if m.bot_id] == []
 
 

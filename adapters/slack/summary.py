@@ -117,6 +117,12 @@ class SlackSummaries:
             refusal = await self.access(req)
         except SlackApiError as exc:
             refusal = str(refusal_for(exc))
+        except Exception as exc:  # Slack unreachable, a timeout: the requester must hear
+            log.warning("summary access check failed in %s: %s", req.channel, _plain(exc))
+            reason = (f"Slack didn't answer when I checked who may read this conversation "
+                      f"({_plain(exc)}); please try again")
+            await self._fail(req, None, reason, tell)
+            return
         if refusal is not None:
             await self._quietly(tell(refusal))
             return
