@@ -101,6 +101,28 @@ async def test_a_follow_up_also_sent_to_the_channel_is_answered_in_the_thread(
     assert "capital of France?" in request_text(model_server.requests[1].body)
 
 
+async def test_each_reply_streams_to_the_person_who_asked_it(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.reply("Happy to help.")
+    model_server.reply("For Alice: " + "word " * 40, ttft_s=1.0, tokens_per_s=40)
+    model_server.reply("For Bob: " + "word " * 40, tokens_per_s=40)
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        root = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} hi")
+        await _deliver_all(slack_server, bot.url, root.events)
+        await bot.idle()
+        alice = slack_server.user_post(CHANNEL, "U0ALICE", "alice asks", thread_ts=root.ts)
+        await _deliver_all(slack_server, bot.url, alice.events)
+        # Bob speaks while Alice's answer is still being thought about.
+        await slack_server.wait_until(lambda: len(model_server.requests) == 2)
+        bob = slack_server.user_post(CHANNEL, "U0BOB", "bob asks", thread_ts=root.ts)
+        await _deliver_all(slack_server, bot.url, bob.events)
+        await bot.idle()
+    answers = {m.text.split(":")[0]: (m.kind, m.recipient)
+               for m in slack_server.bot_replies(CHANNEL, root.ts) if m.text.startswith("For ")}
+    assert answers == {"For Alice": ("stream", "U0ALICE"), "For Bob": ("stream", "U0BOB")}
+
+
 async def test_a_direct_message_is_answered_in_its_thread(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from tests.fakes.slack_server import SlackServer
 
 KEY = ThreadKey("slack", "T0TEAM", "C0GENERAL", "1700000000.000001")
 DM = ThreadKey("slack", "T0TEAM", "D0ALICE", "1700000000.000002")
+ASK = KEY.root  # Alice's mention, which started the thread: replies answer it
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ async def port(slack_server: SlackServer) -> AsyncIterator[SlackChatPort]:
     async with httpx.AsyncClient() as http:
         files = SlackFileFetcher(slack_server.cfg.bot_token, FileHostPolicy(()), http)
         p = SlackChatPort(client, files, gate=SlackRateGate(), stream_idle_s=0.3)
-        p.remember_requester(KEY, "U0ALICE", "T0TEAM")
+        p.remember_requester(KEY, ASK, "U0ALICE", "T0TEAM")
         yield p
         await p.aclose()
 
@@ -37,7 +38,7 @@ def _methods(slack: SlackServer) -> list[str]:
 async def test_a_reply_streams_natively_and_ends_with_the_full_text(
     slack_server: SlackServer, port: SlackChatPort
 ) -> None:
-    ts = await port.post(KEY, "Hello")
+    ts = await port.post(KEY, "Hello", reply_to=ASK)
     await port.edit(KEY, ts, "Hello wor")
     await port.edit(KEY, ts, "Hello world, how")
     await port.finish(KEY, ts, "Hello world, how are you?")
@@ -56,7 +57,7 @@ async def test_a_code_block_closed_only_for_display_still_streams(
     slack_server: SlackServer, port: SlackChatPort
 ) -> None:
     # The core closes an open fence for display mid-stream; a stream cannot take it back.
-    ts = await port.post(KEY, "Try:\n```py\nprint(1)\n```")
+    ts = await port.post(KEY, "Try:\n```py\nprint(1)\n```", reply_to=ASK)
     await port.edit(KEY, ts, "Try:\n```py\nprint(1)\nprint(2)\n```")
     await port.finish(KEY, ts, "Try:\n```py\nprint(1)\nprint(2)\n```\nDone.")
     [msg] = slack_server.bot_replies(KEY.channel, KEY.root)
@@ -67,7 +68,7 @@ async def test_a_code_block_closed_only_for_display_still_streams(
 async def test_a_rewritten_text_ends_the_stream_and_continues_by_update(
     slack_server: SlackServer, port: SlackChatPort
 ) -> None:
-    ts = await port.post(KEY, "First draft that is long")
+    ts = await port.post(KEY, "First draft that is long", reply_to=ASK)
     await port.finish(KEY, ts, "First draft")  # the core cut the part shorter
     [msg] = slack_server.bot_replies(KEY.channel, KEY.root)
     assert msg.text == "First draft" and not msg.streaming
@@ -79,7 +80,7 @@ async def test_an_expired_stream_falls_back_to_chat_update_on_the_same_message(
     slack_server: SlackServer, port: SlackChatPort
 ) -> None:
     slack_server.cfg.stream_expiry_s = 0.1
-    ts = await port.post(KEY, "Part one")
+    ts = await port.post(KEY, "Part one", reply_to=ASK)
     await asyncio.sleep(0.15)
     await port.edit(KEY, ts, "Part one, part two")
     await port.finish(KEY, ts, "Part one, part two, the end.")
@@ -88,6 +89,20 @@ async def test_an_expired_stream_falls_back_to_chat_update_on_the_same_message(
     errors = [c.error for c in slack_server.calls if c.error]
     assert errors == ["message_not_in_streaming_state"]
     assert [c.method for c in slack_server.calls[-2:]] == ["chat.update", "chat.update"]
+
+
+async def test_a_long_replys_next_part_streams_to_the_same_person(
+    slack_server: SlackServer, port: SlackChatPort
+) -> None:
+    port.remember_requester(KEY, "1700000000.000005", "U0BOB", "T0TEAM")  # Bob spoke later
+    first = await port.post(KEY, "Part one", reply_to=ASK)
+    await port.finish(KEY, first, "Part one, full.")
+    second = await port.post(KEY, "Part two", reply_to=first)  # the core chains parts
+    await port.finish(KEY, second, "Part two, full.")
+    parts = slack_server.bot_replies(KEY.channel, KEY.root)
+    assert [(m.text, m.kind, m.recipient) for m in parts] == [
+        ("Part one, full.", "stream", "U0ALICE"), ("Part two, full.", "stream", "U0ALICE"),
+    ]
 
 
 async def test_without_a_known_requester_a_channel_reply_is_posted_and_updated(
@@ -117,7 +132,7 @@ async def test_a_workspace_that_refuses_streaming_is_asked_only_once(
 ) -> None:
     slack_server.cfg.disabled_methods.add("chat.startStream")
     for text in ("one", "two"):
-        ts = await port.post(KEY, text)
+        ts = await port.post(KEY, text, reply_to=ASK)
         await port.finish(KEY, ts, text + "!")
     assert [m.text for m in slack_server.bot_replies(KEY.channel, KEY.root)] == ["one!", "two!"]
     assert len(slack_server.calls_to("chat.startStream")) == 1
@@ -126,7 +141,7 @@ async def test_a_workspace_that_refuses_streaming_is_asked_only_once(
 async def test_a_post_never_finished_stops_streaming_by_itself(
     slack_server: SlackServer, port: SlackChatPort
 ) -> None:
-    await port.post(KEY, "⚠️ Sorry, I couldn't answer: model unavailable")
+    await port.post(KEY, "⚠️ Sorry, I couldn't answer: model unavailable", reply_to=ASK)
     [msg] = slack_server.bot_replies(KEY.channel, KEY.root)
     assert msg.streaming
     await slack_server.wait_until(lambda: not msg.streaming, timeout_s=3)
@@ -140,8 +155,8 @@ async def test_a_stream_left_open_by_a_dead_process_can_still_be_finalised(
     async with httpx.AsyncClient() as http:
         files = SlackFileFetcher(slack_server.cfg.bot_token, FileHostPolicy(()), http)
         before_restart = SlackChatPort(client, files, gate=SlackRateGate())
-        before_restart.remember_requester(KEY, "U0ALICE", "T0TEAM")
-        ts = await before_restart.post(KEY, "Half an answ")
+        before_restart.remember_requester(KEY, ASK, "U0ALICE", "T0TEAM")
+        ts = await before_restart.post(KEY, "Half an answ", reply_to=ASK)
     await port.finish(KEY, ts, "Half an answ\n\n⚠️ _This reply was interrupted._")
     [msg] = slack_server.bot_replies(KEY.channel, KEY.root)
     assert not msg.streaming and msg.text.endswith("interrupted._")
@@ -164,7 +179,7 @@ async def test_status_is_shown_and_cleared_and_degrades_silently(
 async def test_what_the_model_writes_cannot_ping_the_channel(
     slack_server: SlackServer, port: SlackChatPort
 ) -> None:
-    ts = await port.post(KEY, "Alert <!channel>")
+    ts = await port.post(KEY, "Alert <!channel>", reply_to=ASK)
     await port.finish(KEY, ts, "Alert <!channel> and <@U0BOB>, @here <!subteam^S1|@devs>")
     assert slack_server.pings(KEY.channel, KEY.root) == []
     assert "Alert" in slack_server.bot_text(KEY.channel, KEY.root)
@@ -175,7 +190,7 @@ async def test_a_complete_reply_is_one_chat_post_message_without_a_stream(
 ) -> None:
     # A reply that waited for a live slot is posted whole: a stream would cost a
     # Tier 2 chat.startStream and chat.stopStream for nothing.
-    ts = await port.post(KEY, "The whole answer.", final=True)
+    ts = await port.post(KEY, "The whole answer.", reply_to=ASK, final=True)
     await port.finish(KEY, ts, "The whole answer.")
     [msg] = slack_server.bot_replies(KEY.channel, KEY.root)
     assert msg.text == "The whole answer." and not msg.streaming

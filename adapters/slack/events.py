@@ -195,7 +195,7 @@ class SlackEventHandler:
                 addressed=True,
             )
             recipient_team = str(event.get("user_team") or event.get("team") or team)
-            self.port.remember_requester(key, user, recipient_team)
+            self.port.remember_requester(key, str(event["ts"]), user, recipient_team)
             await self.service.handle(inbound, self.port)
         except asyncio.CancelledError:
             raise

@@ -80,7 +80,8 @@ class SlackChatPort:
         self._streaming = streaming
         self._stream_idle_s = stream_idle_s
         self._replies: dict[str, _Reply] = {}
-        self._requesters: OrderedDict[ThreadKey, tuple[str, str]] = OrderedDict()
+        # (channel, ts of a message) -> (user, team) a reply to that message answers.
+        self._requesters: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
         self._max_requesters = max_requesters
         self._status_off: set[str] = set()  # "dm" / "channel": setStatus unavailable there
         self._janitor: asyncio.Task[None] | None = None
@@ -108,10 +109,14 @@ class SlackChatPort:
             post_rate=post.per_minute / 60 * self._speed, post_burst=post.burst,
         )
 
-    def remember_requester(self, key: ThreadKey, user_id: str, team_id: str) -> None:
-        """Streams outside DMs must name the person they answer."""
-        self._requesters[key] = (user_id, team_id)
-        self._requesters.move_to_end(key)
+    def remember_requester(
+        self, key: ThreadKey, message_ts: str, user_id: str, team_id: str
+    ) -> None:
+        """Streams outside DMs must name the person they answer: whoever wrote the
+        message a reply answers (not whoever spoke last in the thread)."""
+        entry = (key.channel, message_ts)
+        self._requesters[entry] = (user_id, team_id)
+        self._requesters.move_to_end(entry)
         while len(self._requesters) > self._max_requesters:
             self._requesters.popitem(last=False)
 
@@ -126,11 +131,13 @@ class SlackChatPort:
     ) -> str:
         text = neutralise(markdown)
         start = _unbalanced(text) or text
+        requester = self._requesters.get((key.channel, reply_to)) if reply_to else None
         # A complete reply is one chat.postMessage: a stream would also need a Tier 2
         # chat.stopStream for nothing.
-        stream = None if final else await self._start_stream(key, start)
+        stream = None if final else await self._start_stream(key, start, requester)
         if stream is not None and stream.ts:
             self._track(key, stream.ts, start, stream)
+            self._continue_for(key, stream.ts, requester)
             return stream.ts
         await self._gate.acquire("chat.postMessage", key.space, key.channel)
         resp = await self._client.chat_postMessage(
@@ -139,7 +146,13 @@ class SlackChatPort:
         )
         ts = str(resp["ts"])
         self._track(key, ts, text, None)
+        self._continue_for(key, ts, requester)
         return ts
+
+    def _continue_for(self, key: ThreadKey, ts: str, requester: tuple[str, str] | None) -> None:
+        """A reply's next part is posted in reply to this one: it answers the same person."""
+        if requester is not None:
+            self.remember_requester(key, ts, *requester)
 
     async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None:
         text = neutralise(markdown)
@@ -194,10 +207,11 @@ class SlackChatPort:
 
     # -- native streaming -----------------------------------------------------------
 
-    async def _start_stream(self, key: ThreadKey, text: str) -> AsyncChatStream | None:
+    async def _start_stream(
+        self, key: ThreadKey, text: str, requester: tuple[str, str] | None
+    ) -> AsyncChatStream | None:
         if not self._streaming or not text:
             return None
-        requester = self._requesters.get(key)
         is_dm = key.channel.startswith("D")
         if requester is None and not is_dm:
             return None

@@ -204,6 +204,7 @@ class SlackWebApi:
         text = self._stream_text(None, p)
         msg = self._bot_message(channel, str(thread_ts), text, "stream")
         msg.streaming, msg.stream_started = True, time.monotonic()
+        msg.recipient = p.get("recipient_user_id") or None
         return {"channel": channel, "ts": msg.ts}
 
     def _streaming(self, p: Params) -> Message:

@@ -35,6 +35,7 @@ class Message:
     kind: str = "text"  # "text" | "markdown_text" | "stream"
     streaming: bool = False
     stream_started: float = 0.0
+    recipient: str | None = None  # a stream's recipient_user_id: whom it answers
     appends: int = 0
     edits: int = 0
     files: list[dict[str, object]] = field(default_factory=list)
