@@ -87,8 +87,15 @@ class ConversationService:
     async def handle(self, inbound: Inbound, port: ChatPort) -> TurnOutcome:
         """Answer one inbound message in its thread. Never raises: failures are shown."""
         key = inbound.key
-        if not inbound.addressed and not await self.knows_thread(key):
-            return TurnOutcome("ignored")
+        try:
+            if not inbound.addressed and not await self.knows_thread(key):
+                return TurnOutcome("ignored")
+        except Exception:
+            # The store is down, so we cannot tell whether this thread is ours: post
+            # nothing (an error in a stranger's thread would be worse than silence).
+            log.exception("could not tell whether the bot is part of %s", key)
+            self.metrics.turns.labels(key.platform, "failed").inc()
+            return TurnOutcome("failed")
         idem = f"msg:{key.platform}:{key.space}:{key.channel}:{inbound.message_id}"
         try:
             # Dedupe before the lock: a retried delivery must not queue behind the turn.

@@ -8,9 +8,12 @@ import itertools
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from bots.compose import open_core
+from core.store.errors import StoreUnavailable
+from core.types import StoredMessage, ThreadKey
 from tests.fakes.bad_files import jpeg
 from tests.fakes.chat_port import Conversation, MemoryPort, settings_for
 from tests.fakes.model_requests import image_urls, seen_texts
@@ -161,3 +164,26 @@ async def test_budget_drops_oldest_turns_and_keeps_the_prefix_stable(
             if after[: len(before) - 1] == before[:-1]:
                 stable += 1
         assert stable >= 20, f"prefix stayed stable on only {stable} of 29 turns"
+
+
+async def test_a_follow_up_while_the_database_is_down_is_left_alone_until_it_is_back(
+    conversation: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation.model.reply("Noted.")
+    await conversation.say("remember 42")
+    store = conversation.core.store
+    working = store.load_thread
+
+    async def unreachable(key: ThreadKey) -> list[StoredMessage]:
+        raise StoreUnavailable("could not connect to the database")
+
+    monkeypatch.setattr(store, "load_thread", unreachable)
+    # Without a mention the bot answers only in its own threads, which it cannot check now:
+    # it must neither crash nor post an error where it may not belong.
+    assert await conversation.say("what was it?", message_id="f1", addressed=False) == ""
+    assert len(conversation.model.requests) == 1
+
+    monkeypatch.setattr(store, "load_thread", working)
+    conversation.model.reply("It was 42.")  # Slack's retry of the same message is answered
+    assert await conversation.say("what was it?", message_id="f1", addressed=False) == (
+        "It was 42.")

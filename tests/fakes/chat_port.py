@@ -93,6 +93,7 @@ class Conversation:
         author: str = "Alice",
         reply_to: str | None = None,
         message_id: str | None = None,
+        addressed: bool = True,
     ) -> str:
         """Post as a user; return the text of the bot messages this turn produced."""
         self.counter += 1
@@ -105,6 +106,7 @@ class Conversation:
         inbound = Inbound(
             key=self.key, message_id=message_id or f"u{self.counter}", author_id=author.lower(),
             author_name=author, text=text, files=tuple(refs), reply_to=reply_to,
+            addressed=addressed,
         )
         await self.core.service.handle(inbound, self.port)
         new = [mid for mid in self.port.messages if mid not in before]
