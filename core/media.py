@@ -22,15 +22,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import os
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from core.ports import FileRefused
 from core.types import Media
+
+log = logging.getLogger(__name__)
 
 ImageDetail = Literal["low", "high", "auto"]
 
@@ -60,7 +63,20 @@ _HIGH_SHORT_SIDE_PX = 768  # high detail: the provider would shrink to this anyw
 _LOW_DETAIL_PX = 512  # low detail: the model only ever sees a 512x512 version
 _JPEG_QUALITY = 85
 _LOSSLESS_BUDGET_BYTES = 4 * _MB
-_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that rotate by 90°
+# EXIF orientation -> the transpose that makes the image upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPPING_TURNS = {  # the ones that rotate by 90°
+    Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90,
+}
 
 _IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -123,6 +139,17 @@ def normalise(
     limits: MediaLimits = DEFAULT_LIMITS,
 ) -> Media:
     """Turn raw attachment bytes into what the model receives, or raise MediaRefused."""
+    try:
+        return _normalise(name, data, detail, limits)
+    except MediaRefused:
+        raise
+    except Exception as exc:
+        # A file none of our checks foresaw: refuse this one file, not the whole turn.
+        log.warning("could not normalise %s", name, exc_info=True)
+        raise MediaRefused(name, "could not be read (the file may be corrupt)") from exc
+
+
+def _normalise(name: str, data: bytes, detail: ImageDetail, limits: MediaLimits) -> Media:
     if not data:
         raise MediaRefused(name, "is empty")
     if len(data) > limits.max_input_bytes:
@@ -259,15 +286,23 @@ def _normalise_image(
                 im.draft(im.mode, target)
             frames = int(getattr(im, "n_frames", 1))
             im.load()  # first frame only for animated GIF/WEBP
-            if im.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+            orientation = im.getexif().get(0x0112)
+            turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+            if turn in _SWAPPING_TURNS:
                 target = (target[1], target[0])
-            frame = ImageOps.exif_transpose(im)
+            # Not ImageOps.exif_transpose: it also re-encodes the EXIF block, which odd
+            # (but harmless) tags make fail, and we drop all metadata anyway.
+            frame = im.transpose(turn) if turn is not None else im.copy()
+    except MediaRefused:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         match = _BOMB_PIXELS.search(str(exc))
         pixels = int(match.group(1)) if match else limits.max_pixels + 1
         raise MediaRefused(name, _too_large(pixels)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        # Pillow reports bad data as any of these (UnidentifiedImageError is an OSError).
+    except Exception as exc:
+        # Pillow reports bad data as many types: OSError, SyntaxError, ValueError,
+        # EOFError, IndexError, and struct.error for a GIF frame cut off mid-header.
+        log.info("%s: the %s decoder failed: %r", name, fmt, exc)
         reason = f"could not be read as an image: corrupt or truncated {fmt}"
         raise MediaRefused(name, reason) from exc
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from tests.fakes import bad_files
 from tests.fakes.discord_harness import replies_to, start_bot
 from tests.fakes.discord_server import DiscordServer, Upload
-from tests.fakes.model_requests import image_urls
+from tests.fakes.model_requests import image_sizes, image_urls
 from tests.fakes.model_server import FakeModelServer
 
 
@@ -54,6 +54,28 @@ async def test_hostile_and_broken_attachments_each_get_a_named_outcome(
     fetched = {r.path.rsplit("/", 1)[-1] for r in server.cdn_requests}
     assert "huge.png" not in fetched and "clip.png" not in fetched  # refused before download
     assert not any(r.had_authorization for r in server.cdn_requests)  # no token to the CDN
+
+
+async def test_a_cut_off_gif_is_refused_by_name_and_an_odd_exif_photo_is_used(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    server = discord_server
+    uploads = [
+        Upload("notes.txt", b"the launch is on Friday", "text/plain"),
+        Upload("cut.gif", bad_files.cut_gif(), "image/gif"),  # next frame cut off
+        Upload("sideways.jpg", bad_files.odd_exif_jpeg(), "image/jpeg"),
+    ]
+    model_server.reply("Friday, and a photo.")
+    async with start_bot(server, model_server, tmp_path):
+        said = await server.user_says(server.channel_id(), "when?", attachments=uploads)
+        await server.until(lambda: "Friday, and a photo." in shown(server, said))
+    assert shown(server, said) == (
+        "_I couldn't use cut.gif: could not be read as an image: corrupt or truncated GIF_"
+        "\n\nFriday, and a photo."
+    )
+    body = model_server.requests[0].body
+    assert "the launch is on Friday" in str(body["messages"])
+    assert image_sizes(body) == [(48, 64)]  # the sideways photo, turned upright
 
 
 async def test_fifty_attachments_are_read_up_to_the_limit_with_a_note(

@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakes import bad_files
 from tests.fakes.fault_harness import SlackRig, shown, slack_rig
+from tests.fakes.model_requests import image_sizes
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_events import signature
 from tests.fakes.slack_server import SlackServer
@@ -214,6 +215,31 @@ async def test_hostile_and_broken_files_each_get_a_named_refusal_and_a_reply(
     assert text.rstrip().endswith("I looked at what I could.")
     assert slack.foreign.requests == []  # the foreign host never saw a request, let alone a token
     assert len(model_server.requests) == 1
+
+
+async def test_a_cut_off_gif_is_refused_by_name_and_an_odd_exif_photo_is_used(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    slack = slack_server
+    files = [
+        hosted(slack, "notes.txt", b"the launch is on Friday", "text/plain"),
+        hosted(slack, "cut.gif", bad_files.cut_gif(), "image/gif"),  # next frame cut off
+        hosted(slack, "sideways.jpg", bad_files.odd_exif_jpeg(), "image/jpeg"),
+    ]
+    model_server.reply("Friday, and a photo.")
+    async with slack_rig(slack_server, model_server, tmp_path) as rig:
+        post = slack.user_post(CHANNEL, "U0ALICE", f"{slack.mention} when?", files=files)
+        for event in post.events:
+            assert (await slack.deliver(rig.bot.url, event)).status == 200
+        await rig.answered(post)
+        text = shown(rig.replies(post))
+    assert text == (
+        "_I couldn't use cut.gif: could not be read as an image: corrupt or truncated GIF_"
+        "\n\nFriday, and a photo."
+    )
+    body = model_server.requests[0].body
+    assert "the launch is on Friday" in str(body["messages"])
+    assert image_sizes(body) == [(48, 64)]  # the sideways photo, turned upright
 
 
 async def test_fifty_attachments_are_read_up_to_the_limit_with_a_note(

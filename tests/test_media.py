@@ -11,8 +11,10 @@ import zlib
 import pytest
 from PIL import Image, ImageDraw
 
+from core import media as media_module
 from core.media import MediaLimits, MediaRefused, normalise, normalise_async
 from core.ports import FileRefused
+from tests.fakes.bad_files import cut_gif, odd_exif_jpeg
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 MB = 1_000_000
@@ -172,6 +174,32 @@ def test_truncated_and_corrupt_jpegs_are_refused() -> None:
     )
     garbage = good[:4] + bytes(range(256)) * 8
     assert "corrupt or truncated JPEG" in _refusal("noise.jpg", garbage)
+
+
+def test_a_gif_cut_off_after_its_first_frame_is_refused() -> None:
+    assert _refusal("cut.gif", cut_gif()) == (
+        "could not be read as an image: corrupt or truncated GIF"
+    )
+
+
+def test_a_sideways_photo_with_odd_exif_still_comes_out_upright() -> None:
+    media = normalise("IMG_0002.JPG", odd_exif_jpeg(64, 48))
+    assert (media.width, media.height) == (48, 64)
+    upright = _reopen(media.data).convert("RGB")
+    top = upright.getpixel((24, 5))
+    assert isinstance(top, tuple) and top[0] > 180 and top[2] < 80  # red, left half, on top
+
+
+def test_an_error_no_check_foresaw_refuses_only_that_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_encoder(im: Image.Image, *, prefer_lossless: bool) -> tuple[str, bytes]:
+        raise KeyError("an encoder bug")
+
+    monkeypatch.setattr(media_module, "_encode", broken_encoder)
+    assert _refusal("chart.png", _encode(_photo(64, 48), "PNG")) == (
+        "could not be read (the file may be corrupt)"
+    )
 
 
 def test_type_comes_from_the_bytes_not_the_name() -> None:

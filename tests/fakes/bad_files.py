@@ -51,5 +51,28 @@ def animated_gif(frames: int = 4) -> bytes:
     return out.getvalue()
 
 
+def cut_gif() -> bytes:
+    """A GIF whose next frame was cut off right after its separator byte (a partial
+    download): Pillow fails counting its frames with struct.error."""
+    out = io.BytesIO()
+    Image.new("P", (40, 30), 7).save(out, "GIF")
+    return out.getvalue()[:-1] + b","
+
+
+def odd_exif_jpeg(width: int = 64, height: int = 48) -> bytes:
+    """A photo stored sideways (orientation 6) whose EXIF also holds XResolution typed as
+    a signed byte of -1: harmless, but Pillow's exif_transpose cannot re-encode it."""
+    entries = [(0x011A, 6, 1, b"\xff\x00\x00\x00"), (0x0112, 3, 1, struct.pack(">HH", 6, 0))]
+    ifd = struct.pack(">H", len(entries)) + b"".join(
+        struct.pack(">HHI", tag, kind, count) + value for tag, kind, count, value in sorted(
+            entries)
+    ) + struct.pack(">I", 0)
+    im = Image.new("RGB", (width, height), (20, 120, 200))
+    im.paste((220, 20, 20), (0, 0, width // 2, height))  # left half red (the top, upright)
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=90, exif=b"Exif\x00\x00MM\x00*" + struct.pack(">I", 8) + ifd)
+    return out.getvalue()
+
+
 LOGIN_PAGE = (b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
               b"<body><form>password</form></body></html>")
