@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from core.ports import ChatPort
 from core.streaming import ReplyStreamer
-from core.types import ThreadKey
+from core.types import MessageStatus, ThreadKey
 
 
 def failure_marker(reason: str, *, partial: bool) -> str:
     if partial:
         return f"\n\n⚠️ _Reply cut off: {reason}_"
     return f"⚠️ Sorry, I couldn't answer: {reason}"
+
+
+# Why a model stopped, in words, for the reasons that need telling.
+_FINISH_WORDS = {
+    "content_filter": "content filter",
+    "length": "it reached its length limit before writing anything",
+}
+
+
+def finish_note(streamer: ReplyStreamer, text: str, finish: str | None) -> MessageStatus:
+    """Say in the reply why the model stopped when users would otherwise be left
+    guessing; returns the status to store. A reply with no visible text at all would
+    show nothing (and clear "is thinking…"), so it becomes a failure that says so."""
+    if not text.strip():
+        why = "" if finish in (None, "stop") else f" ({_FINISH_WORDS.get(finish, finish)})"
+        streamer.push(failure_marker(f"the model returned no answer{why}", partial=False))
+        return "failed"
+    if finish == "length":
+        streamer.push("\n\n_(The reply reached the length limit.)_")
+    elif finish == "content_filter":
+        streamer.push("\n\n⚠️ _The model's content filter stopped the reply here._")
+        return "partial"
+    return "complete"
 
 
 def plain_reason(exc: BaseException) -> str:

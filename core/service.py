@@ -25,7 +25,7 @@ from core.model.types import (
 from core.orphans import OrphanSweeper, finalise_orphans
 from core.pacing import WriteBudgets
 from core.ports import ChatPort, FileRefused, Lease, StaleLease, Store
-from core.reply_notes import failure_marker, note_unsaved, plain_reason
+from core.reply_notes import failure_marker, finish_note, note_unsaved, plain_reason
 from core.reply_record import ReplyRecord
 from core.settings import Settings
 from core.status import StatusIndicator, best_effort
@@ -276,6 +276,7 @@ class ConversationService:
         tools: list[ToolExchange] = []
         usage = Usage()
         status: MessageStatus = "complete"
+        finish: str | None = None
         try:
             async with aclosing(self.model.stream(request)) as events:
                 async for event in events:
@@ -288,12 +289,15 @@ class ConversationService:
                         tools.extend(event.exchanges)
                     elif isinstance(event, UsageReport):
                         usage = usage + event.usage
-                    elif isinstance(event, Finished) and event.reason == "length":
-                        streamer.push("\n\n_(The reply reached the length limit.)_")
+                    elif isinstance(event, Finished):
+                        finish = event.reason
         except ModelError as exc:
             log.warning("model failed: %s", exc.reason)
             status = "partial" if text else "failed"
             streamer.push(failure_marker(exc.reason, partial=bool(text)))
+        else:
+            if not (lease.lost or streamer.stopped):
+                status = finish_note(streamer, "".join(text), finish)
         return "".join(text), tools, usage, status
 
     async def _parent(

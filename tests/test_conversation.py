@@ -97,6 +97,17 @@ async def test_mid_stream_failure_keeps_partial_text_with_a_marker(
     )
 
 
+async def test_a_reply_the_content_filter_cut_short_says_so(
+    conversation: Conversation,
+) -> None:
+    conversation.model.reply("Step one: take the", finish_reason="content_filter")
+    shown = await conversation.say("how do I do it?")
+    assert shown == (
+        "Step one: take the\n\n⚠️ _The model's content filter stopped the reply here._")
+    thread = await conversation.core.store.load_thread(conversation.key)
+    assert (thread[-1].text, thread[-1].status) == ("Step one: take the", "partial")
+
+
 async def test_wrapped_backend_error_shows_the_inner_reason(conversation: Conversation) -> None:
     inner = "Unsupported parameter: 'foo' is not supported with this model."
     conversation.model.fail(400, {"error": {

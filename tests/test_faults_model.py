@@ -38,7 +38,7 @@ async def the_thread_goes_on(rig: SlackRig, post: Post, model: FakeModelServer) 
     await rig.slack.wait_until(lambda: len(rig.replies(post)) == before + 1)
     await rig.answered(post)
     assert echoes(rig.replies(post)[-1].text, "let us try again")
-    seen = str(model.requests[-1].body["messages"])
+    seen = str(model.requests[-1].body)  # "messages" (Chat) or "input" (Responses)
     assert post.events[0]["event"]["text"].split("> ", 1)[1] in seen
     assert follow.thread_ts == post.ts
 
@@ -81,6 +81,31 @@ async def test_an_error_status_that_outlasts_the_retries_is_explained_once(
         assert [(m.role, m.text, m.status) for m in history] == [
             ("user", "will this work?", "complete"), ("assistant", "", "failed")]
         await other_thread_is_served(rig)
+        await the_thread_goes_on(rig, post, model_server)
+    assert slack_server.status("C0GENERAL", post.ts) == ""  # "is thinking…" was cleared
+
+
+@pytest.mark.parametrize(("api", "finish_reason", "words"), [
+    ("chat", "content_filter", "the model returned no answer (content filter)"),
+    ("chat", "stop", "the model returned no answer"),
+    ("chat", "length", "the model returned no answer (it reached its length limit before "
+                       "writing anything)"),
+    ("responses", "content_filter", "the model returned no answer (content filter)"),
+    ("responses", "stop", "the model returned no answer"),
+])
+async def test_an_empty_or_filtered_answer_is_explained_not_left_blank(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    api: str, finish_reason: str, words: str,
+) -> None:
+    model_server.reply("", finish_reason=finish_reason)
+    async with slack_rig(slack_server, model_server, tmp_path, MODEL_API=api) as rig:
+        post = await rig.ask("something the filter blocks")
+        await rig.answered(post)
+        [reply] = rig.replies(post)
+        assert reply.text == "⚠️ Sorry, I couldn't answer: " + words
+        history = await rig.history(post)
+        assert [(m.role, m.text, m.status) for m in history] == [
+            ("user", "something the filter blocks", "complete"), ("assistant", "", "failed")]
         await the_thread_goes_on(rig, post, model_server)
     assert slack_server.status("C0GENERAL", post.ts) == ""  # "is thinking…" was cleared
 
