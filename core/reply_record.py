@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # SQLite connection the bottleneck under load); new message ids are saved at once.
 PROGRESS_SAVE_S = 3.0
 SAVE_ATTEMPTS = 3  # a finished reply is saved again after 0.5 s and 1 s if the store is busy
+# How long a turn cancelled by a shutdown may spend saving what it showed.
+SHUTDOWN_SAVE_S = 2.0
 
 
 class ReplyRecord:
@@ -45,6 +47,26 @@ class ReplyRecord:
                 await self._update(text=text)
         except StaleLease:
             await self._lease.renew()
+
+    async def keep_shown(self, ids: list[str], text: str) -> None:
+        """The turn is being cancelled (a graceful shutdown): save all the reply shows,
+        since the last progress save may be seconds old and whoever marks the reply
+        interrupted rewrites it from the stored text. Shielded from the cancellation,
+        bounded in time, and fenced by the lease like every save. Never raises."""
+        if not ids:
+            return  # nothing visible yet: nothing to keep
+        save = asyncio.ensure_future(self._keep(ids, text))
+        try:
+            await asyncio.wait_for(asyncio.shield(save), SHUTDOWN_SAVE_S)
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("could not save the interrupted reply %s in time", self._id)
+
+    async def _keep(self, ids: list[str], text: str) -> None:
+        try:
+            await self._update(platform_id=ids[0], text=text)
+            await self._add_parts(ids)
+        except Exception as exc:  # StaleLease: the thread's new holder finalises it
+            log.warning("could not save the interrupted reply %s: %r", self._id, exc)
 
     async def save(
         self, text: str, status: MessageStatus, ids: list[str], tools: list[ToolExchange]

@@ -219,6 +219,7 @@ class ConversationService:
             model_text, tools, usage, status = await self._run_model(request, streamer, lease)
         except asyncio.CancelledError:
             await streamer.aclose()  # shutdown: stop writing, give up its live slot
+            await record.keep_shown(streamer.message_ids, streamer.text)
             raise
         except Exception as exc:  # anything but the model (which reports its own errors)
             log.exception("turn failed while streaming in %s", key)
@@ -229,7 +230,11 @@ class ConversationService:
             return await self._superseded(key, streamer, inbound.author_id, usage)
         if streamer.first_visible_at is None and not streamer.text:
             await indicator.clear()
-        ids = await streamer.finish()
+        try:
+            ids = await streamer.finish()
+        except asyncio.CancelledError:
+            await record.keep_shown(streamer.message_ids, streamer.text)
+            raise
         try:
             await record.save(model_text, status, ids, tools)
             await self.store.record_usage(

@@ -4,7 +4,8 @@ next turn in their thread, or by the sweeper when the thread stays quiet."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,33 @@ async def test_a_reply_that_died_before_its_first_write_only_clears_the_status(
     assert port.messages == {}  # nothing to mark, nothing posted
     assert [w.text for w in port.writes if w.kind == "status"] == ["is thinking…", ""]
     assert await status_of(core, key, reply.id) == "partial"
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached within the timeout"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_reply_cut_short_by_a_shutdown_keeps_all_it_showed_after_the_restart(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    settings = settings_for(model_server, tmp_path / "t.db")
+    port = MemoryPort()
+    model_server.reply(" ".join(f"word{i}" for i in range(400)), tokens_per_s=100)
+    async with open_core(settings) as first:
+        turn = asyncio.create_task(Conversation(first, port, model_server).say("an essay"))
+        # Well within the few seconds between progress saves, the reply is on screen...
+        await until(lambda: any(len(text) > 300 for text in port.messages.values()))
+        turn.cancel()  # ...when a deploy stops the process (SIGTERM, the grace ran out)
+        await asyncio.gather(turn, return_exceptions=True)
+    [(reply, shown)] = port.messages.items()
+
+    async with open_core(settings) as restarted:
+        talk = Conversation(restarted, port, model_server)
+        model_server.reply("Back again.")
+        assert await talk.say("are you back?", message_id="u2") == "Back again."
+
+    assert port.messages[reply].startswith(shown.rstrip())  # nothing the user read is lost
+    assert port.messages[reply].endswith(INTERRUPTED)
