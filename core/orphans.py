@@ -1,4 +1,6 @@
 """Replies a dead process left 'streaming': finalise them so they never look alive.
+One that showed text is marked interrupted; one that died before its first word gets a
+notice under the question, which nothing else would ever answer.
 
 A turn holds its thread's lease from before its reply row exists until after the
 reply is final, so whoever holds that lease and still finds a 'streaming' reply
@@ -20,11 +22,12 @@ from contextlib import AsyncExitStack
 
 from core.ports import ChatPort, Store
 from core.splitting import split_all
-from core.types import ThreadKey
+from core.types import StoredMessage, ThreadKey
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "⚠️ _This reply was interrupted (the bot restarted) and is incomplete._"
+NOT_ANSWERED = "⚠️ _I restarted before I could answer this. Please ask again._"
 # How long the sweeper tries for a thread's lease; longer means a live turn holds it.
 TAKE_WAIT_S = 0.3
 
@@ -35,28 +38,45 @@ async def finalise_orphans(store: Store, key: ThreadKey, port: ChatPort) -> int:
     for orphan in orphans:
         log.warning("finalising orphaned reply %s in %s", orphan.id, key)
         if not orphan.platform_id:
-            # It died before its first write: nothing to mark, but a waiting
-            # indicator ("is thinking…") it set may still be showing.
-            try:
-                await port.set_status(key, None)
-            except Exception as exc:
-                log.debug("could not clear the status in %s: %s", key, exc)
-        else:
-            limit = port.limits(key).max_chars
-            parts = split_all(orphan.text, limit - len(INTERRUPTED) - 4)
-            text = parts[0] + "\n\n" if orphan.text.strip() and len(parts) == 1 else ""
-            try:
-                if len(parts) == 1:
-                    # finish() on a message this process never opened: the port ends a
-                    # native stream left open by the dead process, then rewrites it.
-                    await port.finish(key, orphan.platform_id, text + INTERRUPTED)
-                else:
-                    marker = await port.post(key, INTERRUPTED, reply_to=orphan.platform_id)
-                    await port.finish(key, marker, INTERRUPTED)
-            except Exception as exc:
-                log.warning("could not mark orphaned reply in %s: %s", key, exc)
+            await _tell_unanswered(store, key, port, orphan)
+            continue
+        limit = port.limits(key).max_chars
+        parts = split_all(orphan.text, limit - len(INTERRUPTED) - 4)
+        text = parts[0] + "\n\n" if orphan.text.strip() and len(parts) == 1 else ""
+        try:
+            if len(parts) == 1:
+                # finish() on a message this process never opened: the port ends a
+                # native stream left open by the dead process, then rewrites it.
+                await port.finish(key, orphan.platform_id, text + INTERRUPTED)
+            else:
+                marker = await port.post(key, INTERRUPTED, reply_to=orphan.platform_id)
+                await port.finish(key, marker, INTERRUPTED)
+        except Exception as exc:
+            log.warning("could not mark orphaned reply in %s: %s", key, exc)
         await store.update(orphan.id, status="partial")
     return len(orphans)
+
+
+async def _tell_unanswered(
+    store: Store, key: ThreadKey, port: ChatPort, orphan: StoredMessage
+) -> None:
+    """It died before its first write: the question was acknowledged and deduped, so
+    nothing would ever answer it. Say so under the question, once: we hold the thread's
+    lease and the notice's id goes into the same update that ends 'streaming'."""
+    try:  # a waiting indicator ("is thinking…") it set may still be showing
+        await port.set_status(key, None)
+    except Exception as exc:
+        log.debug("could not clear the status in %s: %s", key, exc)
+    question = next((m for m in await store.load_thread(key) if m.id == orphan.parent_id), None)
+    notice_id: str | None = None
+    try:
+        notice_id = await port.post(
+            key, NOT_ANSWERED, reply_to=question.platform_id if question else None, final=True
+        )
+        await port.finish(key, notice_id, NOT_ANSWERED)
+    except Exception as exc:
+        log.warning("could not tell %s its question went unanswered: %s", key, exc)
+    await store.update(orphan.id, status="failed", platform_id=notice_id)
 
 
 class OrphanSweeper:

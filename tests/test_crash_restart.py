@@ -3,6 +3,7 @@ SQLite, against the Slack emulator and the fake model (both in this test process
 
 After the restart the next message in that thread is answered, the reply the dead
 process left half-written is finalised with a visible marker, and history is intact.
+A question it died on before writing a word is told, by the restarted process, to ask again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from core.orphans import INTERRUPTED
+from core.orphans import INTERRUPTED, NOT_ANSWERED
 from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.log_capture import LogHygiene
 from tests.fakes.model_server import FakeModelServer
@@ -148,3 +149,33 @@ async def test_kill_9_mid_reply_then_restart_finalises_the_orphan_and_the_thread
     seen = str(model_server.requests[-1].body["messages"])
     assert "write me an essay" in seen and "word0 word1" in seen
     assert len(model_server.requests) == 2  # nothing was asked twice
+
+
+async def test_kill_9_before_the_first_word_then_restart_asks_the_user_to_ask_again(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene,
+) -> None:
+    slack = slack_server
+    db = tmp_path / "threadwise.db"
+    env = process_env(slack, model_server, db, free_port())
+    env["THREADWISE_ORPHAN_SWEEP_S"] = "0.2"  # nobody writes in the thread again
+    url = f"http://127.0.0.1:{env['PORT']}"
+    model_server.reply("A slow, thoughtful answer.", ttft_s=30)
+
+    async with threadwise_slack(env, log_hygiene, "the first threadwise slack") as first:
+        post = slack.user_post(CHANNEL, "U0ALICE", f"{slack.mention} a deep question")
+        await deliver(slack, url, post)
+        await slack.wait_until(lambda: len(model_server.requests) == 1)  # thinking...
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    assert slack.bot_replies(CHANNEL, post.ts) == []  # Slack got its ack: no redelivery
+
+    async with threadwise_slack(env, log_hygiene, "the restarted threadwise slack"):
+        await slack.wait_until(lambda: bool(slack.bot_replies(CHANNEL, post.ts)))
+        await slack.wait_until(lambda: stored(db)[-1][1] != "streaming")
+
+    [notice] = slack.bot_replies(CHANNEL, post.ts)
+    assert notice.text == NOT_ANSWERED and not notice.streaming
+    assert slack.status(CHANNEL, post.ts) == ""  # "is thinking…" is gone
+    assert stored(db) == [("user", "complete", "a deep question"), ("assistant", "failed", "")]
+    assert len(model_server.requests) == 1  # nothing was asked twice

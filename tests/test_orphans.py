@@ -1,5 +1,6 @@
 """Replies a dead process left 'streaming' are finalised with a visible marker: by the
-next turn in their thread, or by the sweeper when the thread stays quiet."""
+next turn in their thread, or by the sweeper when the thread stays quiet. A question whose
+reply died before its first word is told to ask again."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bots.compose import Core, open_core
-from core.orphans import INTERRUPTED
+from core.orphans import INTERRUPTED, NOT_ANSWERED, OrphanSweeper
 from core.service import thread_lease
 from core.store import SQLiteStore
 from core.types import NewMessage, ThreadKey
@@ -47,6 +48,13 @@ async def died_mid_reply(core: Core, port: MemoryPort, key: ThreadKey, shown: st
 
 async def status_of(core: Core, key: ThreadKey, message_id: int) -> str:
     return next(m.status for m in await core.store.load_thread(key) if m.id == message_id)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached within the timeout"
+        await asyncio.sleep(0.01)
 
 
 async def test_the_next_turn_marks_the_orphan_and_then_answers(
@@ -113,31 +121,53 @@ async def test_the_sweeper_task_only_touches_threads_it_owns(core: Core) -> None
     assert await status_of(core, theirs, their_orphan) == "streaming"
 
 
-async def test_a_reply_that_died_before_its_first_write_only_clears_the_status(
+async def test_a_question_whose_reply_died_before_its_first_word_is_told_to_ask_again(
     core: Core,
 ) -> None:
     port = MemoryPort()
     key = ThreadKey("memory", "team", "general", "silent")
-    question = await core.store.append(NewMessage(key, "user", "u1", "Ada", "hello?"))
+    question = await core.store.append(NewMessage(
+        key, "user", "u1", "Ada", "hello?", platform_id="ada-1"))
     reply = await core.store.append(NewMessage(
         key, "assistant", "threadwise", "threadwise", "", parent_id=question.id,
         status="streaming",
     ))
     await port.set_status(key, "is thinking…")  # what the dead turn had shown
     await asyncio.sleep(TTL_S + 0.05)
+    # Two processes sweep at once (say, both restarted by the same deploy).
+    other = OrphanSweeper(core.store, lease_name=thread_lease, lease_ttl_s=TTL_S, every_s=1)
 
-    assert await core.service.orphans.sweep(port, platform="memory") == 1
+    swept = await asyncio.gather(core.service.orphans.sweep(port, platform="memory"),
+                                 other.sweep(port, platform="memory"))
 
-    assert port.messages == {}  # nothing to mark, nothing posted
+    assert sorted(swept) == [0, 1]
+    [notice] = [w for w in port.writes if w.kind == "post"]  # once, under the question
+    assert (notice.text, notice.reply_to) == (NOT_ANSWERED, "ada-1")
     assert [w.text for w in port.writes if w.kind == "status"] == ["is thinking…", ""]
-    assert await status_of(core, key, reply.id) == "partial"
+    assert await status_of(core, key, reply.id) == "failed"
+    assert await core.service.orphans.sweep(port, platform="memory") == 0
+    assert len(port.messages) == 1
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached within the timeout"
-        await asyncio.sleep(0.01)
+async def test_a_question_cut_off_by_a_shutdown_before_any_answer_gets_a_notice(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    settings = settings_for(model_server, tmp_path / "t.db", THREADWISE_LEASE_TTL_S=TTL_S)
+    port = MemoryPort()
+    model_server.reply("A slow, thoughtful answer.", ttft_s=5)
+    async with open_core(settings) as first:
+        turn = asyncio.create_task(Conversation(first, port, model_server).say("deep question"))
+        await until(lambda: len(model_server.requests) == 1)  # the model is thinking...
+        turn.cancel()  # ...when a deploy stops the process
+        await asyncio.gather(turn, return_exceptions=True)
+    assert port.messages == {}
+
+    async with open_core(settings) as restarted:
+        await asyncio.sleep(TTL_S + 0.05)  # the sweeper waits one lease TTL for candidates
+        assert await restarted.service.orphans.sweep(port, platform="memory") == 1
+
+    [notice] = [w for w in port.writes if w.kind == "post"]
+    assert (notice.text, notice.reply_to) == (NOT_ANSWERED, "u1")  # the user's message
 
 
 async def test_a_reply_cut_short_by_a_shutdown_keeps_all_it_showed_after_the_restart(

@@ -29,6 +29,7 @@ class Write:
     kind: str  # post | edit | finish | status
     message_id: str
     text: str
+    reply_to: str | None = None  # posts: the message answered
 
 
 @dataclass
@@ -51,7 +52,7 @@ class MemoryPort:
         assert len(markdown) <= self.max_chars
         message_id = f"bot-{len(self.messages) + 1}"
         self.messages[message_id] = markdown
-        self.writes.append(Write(time.monotonic(), "post", message_id, markdown))
+        self.writes.append(Write(time.monotonic(), "post", message_id, markdown, reply_to))
         return message_id
 
     async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None:
