@@ -121,6 +121,39 @@ async def test_the_sweeper_task_only_touches_threads_it_owns(core: Core) -> None
     assert await status_of(core, theirs, their_orphan) == "streaming"
 
 
+class StuckClosingPort(MemoryPort):
+    """A platform whose closing write never answers (say, a hung chat.stopStream)."""
+
+    closing = False
+
+    async def finish(self, key: ThreadKey, message_id: str, markdown: str) -> None:
+        self.closing = True
+        await asyncio.Event().wait()
+
+
+async def test_a_reply_stuck_closing_at_shutdown_keeps_all_it_showed_after_the_restart(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    settings = settings_for(model_server, tmp_path / "t.db")
+    port = StuckClosingPort()
+    answer = " ".join(f"word{i}" for i in range(60))
+    model_server.reply(answer, tokens_per_s=100)
+    async with open_core(settings) as first:
+        turn = asyncio.create_task(Conversation(first, port, model_server).say("a list"))
+        await until(lambda: port.closing)  # the whole answer came; the last write hangs
+        turn.cancel()  # when a deploy stops the process
+        await asyncio.gather(turn, return_exceptions=True)
+    [(reply, shown)] = port.messages.items()
+    assert len(shown) > 100  # edits after the first post were on screen
+
+    async with open_core(settings) as restarted:
+        talk = Conversation(restarted, MemoryPort(messages=port.messages), model_server)
+        model_server.reply("Back again.")
+        assert await talk.say("are you back?", message_id="u2") == "Back again."
+
+    assert port.messages[reply] == f"{answer}\n\n{INTERRUPTED}"
+
+
 async def test_a_question_whose_reply_died_before_its_first_word_is_told_to_ask_again(
     core: Core,
 ) -> None:
