@@ -11,7 +11,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from core.context import assemble
-from core.media import MediaLimits, normalise_async
+from core.ingest import ingest
+from core.media import MediaLimits
 from core.metrics import Metrics
 from core.model.types import (
     Finished,
@@ -24,7 +25,7 @@ from core.model.types import (
 )
 from core.orphans import OrphanSweeper, finalise_orphans
 from core.pacing import WriteBudgets
-from core.ports import ChatPort, FileRefused, Lease, StaleLease, Store
+from core.ports import ChatPort, Lease, StaleLease, Store
 from core.reply_notes import failure_marker, finish_note, note_unsaved, plain_reason
 from core.reply_record import ReplyRecord
 from core.settings import Settings
@@ -33,8 +34,6 @@ from core.streaming import ReplyStreamer
 from core.tokens import Tokenizer
 from core.types import (
     Inbound,
-    Media,
-    MediaRef,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -153,7 +152,9 @@ class ConversationService:
         started = time.monotonic()
         history = await self.store.load_thread(key)
         chain = _chain(history, await self._parent(key, inbound.reply_to, history))
-        refs, media, notes = await self._ingest(inbound, port)
+        refs, media, notes = await ingest(
+            inbound, port, self.store, self.settings, self.media_limits
+        )
         user = await self.store.append(
             NewMessage(
                 key=key, role="user", author_id=inbound.author_id,
@@ -235,6 +236,11 @@ class ConversationService:
         except asyncio.CancelledError:
             await record.keep_shown(streamer.message_ids, streamer.text)
             raise
+        if streamer.failed is not None:
+            log.warning("the platform would not take the reply in %s: %s", key, streamer.failed)
+            status = "partial" if ids else "failed"
+            if not ids:
+                await indicator.clear()  # nothing was posted to replace it
         try:
             await record.save(model_text, status, ids, tools)
             await self.store.record_usage(
@@ -285,8 +291,8 @@ class ConversationService:
         try:
             async with aclosing(self.model.stream(request)) as events:
                 async for event in events:
-                    if lease.lost or streamer.stopped:
-                        break  # the thread is no longer ours: stop paying for tokens
+                    if lease.lost or streamer.ended:
+                        break  # nothing more can be shown: stop paying for tokens
                     if isinstance(event, TextDelta):
                         text.append(event.text)
                         streamer.push(event.text)
@@ -301,7 +307,7 @@ class ConversationService:
             status = "partial" if text else "failed"
             streamer.push(failure_marker(exc.reason, partial=bool(text)))
         else:
-            if not (lease.lost or streamer.stopped):
+            if not (lease.lost or streamer.ended):
                 status = finish_note(streamer, "".join(text), finish)
         return "".join(text), tools, usage, status
 
@@ -313,47 +319,6 @@ class ConversationService:
             if found is not None:
                 return found
         return history[-1] if history else None
-
-    async def _ingest(
-        self, inbound: Inbound, port: ChatPort
-    ) -> tuple[tuple[MediaRef, ...], dict[str, Media], list[str]]:
-        """Fetch and normalise attachments under caps; every refusal becomes a note."""
-        refs: list[MediaRef] = []
-        media: dict[str, Media] = {}
-        notes: list[str] = []
-        budget = self.settings.max_turn_media_bytes
-        files = inbound.files
-        if len(files) > self.settings.max_attachments:
-            skipped = files[self.settings.max_attachments :]
-            files = files[: self.settings.max_attachments]
-            names = ", ".join(f.name for f in skipped[:5]) + ("…" if len(skipped) > 5 else "")
-            notes.append(
-                f"I only read the first {self.settings.max_attachments} attachments; "
-                f"skipped {len(skipped)}: {names}"
-            )
-        for ref in files:
-            try:
-                cap = min(self.settings.max_file_bytes, budget)
-                if ref.declared_size is not None and ref.declared_size > cap:
-                    raise FileRefused(
-                        ref.name, f"is {_mb(ref.declared_size)}; the limit is {_mb(cap)}"
-                    )
-                data = await port.fetch_file(ref, max_bytes=cap)
-                item = await normalise_async(
-                    ref.name, data, detail=self.settings.model_image_detail,
-                    limits=self.media_limits,
-                )
-            except FileRefused as exc:
-                log.info("file refused in %s: %s", inbound.key, exc)
-                notes.append(f"I couldn't use {exc.name}: {exc.reason}")
-                continue
-            if item.note:
-                notes.append(f"{item.name} {item.note}")
-            budget -= len(item.data)
-            await self.store.put_media(item)
-            media[item.sha256] = item
-            refs.append(MediaRef(item.sha256, item.kind, item.name))
-        return tuple(refs), media, notes
 
     async def _show_failure(self, port: ChatPort, inbound: Inbound, reason: str) -> None:
         try:
@@ -391,7 +356,3 @@ def _cache_key(key: ThreadKey) -> str:
 def _turn_context(inbound: Inbound) -> str:
     now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return f"(Current time: {now}. You are replying to {inbound.author_name}.)"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1_000_000:.1f} MB"

@@ -99,6 +99,11 @@ class ReplyStreamer:
         return "".join(self._text)
 
     @property
+    def ended(self) -> bool:
+        """Nothing more will be written: the guard stopped it or the platform refused it."""
+        return self.stopped or self.failed is not None
+
+    @property
     def message_ids(self) -> list[str]:
         return [p.id for p in self._parts if p.id is not None]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -275,3 +276,31 @@ async def test_a_slow_status_call_does_not_hold_up_the_answer_but_lands_before_i
     [reply] = slack_server.bot_replies(CHANNEL, post.ts)
     assert reply.text.strip() == "Here you go."
     assert slack_server.status(CHANNEL, post.ts) == ""
+
+
+async def test_a_thread_slack_will_not_take_a_reply_in_frees_the_bot_at_once(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    # The channel was archived between the question and the answer: every write is
+    # refused. The turn must end (not retry forever holding the thread), stop paying
+    # for tokens, and leave the bot answering elsewhere.
+    slack_server.add_user("U0ALICE", "Alice")
+    model_server.reply("word " * 400, tokens_per_s=100)
+    model_server.reply("Fine here.")
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        post = slack_server.user_post("C0GONE", "U0ALICE", f"{slack_server.mention} hi")
+        slack_server.cfg.archived_channels.add("C0GONE")
+        await _deliver_all(slack_server, bot.url, post.events)
+        async with asyncio.timeout(15):
+            await bot.idle()
+        refused = [c for c in slack_server.calls if c.error == "is_archived"]
+        elsewhere = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} hello")
+        await _deliver_all(slack_server, bot.url, elsewhere.events)
+        await bot.idle()
+
+    assert 1 <= len(refused) <= 6  # a few attempts, not a loop
+    assert model_server.abandoned_streams == 1  # it stopped paying for tokens
+    assert slack_server.bot_replies("C0GONE", post.ts) == []
+    assert slack_server.status("C0GONE", post.ts) == ""  # not "is thinking…" for ever
+    [reply] = slack_server.bot_replies(CHANNEL, elsewhere.ts)
+    assert reply.text.strip() == "Fine here."

@@ -68,6 +68,7 @@ class FakeModelServer:
     echo_tokens_per_s: float | None = None
     requests: list[RecordedRequest] = field(default_factory=list, repr=False)
     schema_errors: list[str] = field(default_factory=list)
+    abandoned_streams: int = 0  # streams the client closed before their end
     _scripts: deque[Script] = field(default_factory=deque, repr=False)
     # With an empty queue: build the reply text from the request body (None = echo).
     responder: Callable[[dict[str, Any]], str] | None = field(default=None, repr=False)
@@ -226,7 +227,7 @@ class FakeModelServer:
                 await _write_all(response, writer.before_failure(script), Reply(""))
                 await _fail_stream(request, response, writer, script)
         except ConnectionError:
-            pass  # the client went away mid-stream; nothing left to do
+            self.abandoned_streams += 1  # the client went away mid-stream
         return response
 
     async def _models(self, request: web.Request) -> web.Response:

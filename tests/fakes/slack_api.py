@@ -50,6 +50,7 @@ class WorkspaceConfig:
     stream_expiry_s: float = 300.0
     disabled_methods: set[str] = field(default_factory=set)
     delays: dict[str, float] = field(default_factory=dict)  # method -> seconds before answering
+    archived_channels: set[str] = field(default_factory=set)  # writes there: is_archived
 
 
 def _chunks_text(value: Any) -> str:
@@ -115,6 +116,8 @@ class SlackWebApi:
         if token != wanted:
             known = token in (self.cfg.app_token, self.cfg.bot_token)
             raise ApiError("not_allowed_token_type" if known else "invalid_auth")
+        if method.startswith("chat.") and p.get("channel") in self.cfg.archived_channels:
+            raise ApiError("is_archived")
         return self._methods[method](p)
 
     # -- identity ---------------------------------------------------------------------
