@@ -115,8 +115,13 @@ class ConversationService:
         return outcome
 
     async def knows_thread(self, key: ThreadKey) -> bool:
-        """True when the bot is part of this thread (follow-ups need no mention)."""
-        return any(m.role == "assistant" for m in await self.store.load_thread(key))
+        """True when the bot is part of this thread (follow-ups need no mention), or is
+        answering its first question there right now (possibly in another process)."""
+        history = await self.store.load_thread(key)
+        if any(m.role == "assistant" for m in history):
+            return True
+        # Its first turn may still be fetching attachments, before anything is stored.
+        return await self.store.lease_held(thread_lease(key))
 
     async def resolve_key(self, platform: str, channel: str, platform_id: str) -> ThreadKey | None:
         """The thread a stored message belongs to (Discord reply chains)."""

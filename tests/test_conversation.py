@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import itertools
@@ -198,3 +199,23 @@ async def test_a_follow_up_while_the_database_is_down_is_left_alone_until_it_is_
     conversation.model.reply("It was 42.")  # Slack's retry of the same message is answered
     assert await conversation.say("what was it?", message_id="f1", addressed=False) == (
         "It was 42.")
+
+
+async def test_a_follow_up_sent_while_the_first_question_is_still_being_read_is_answered(
+    conversation: Conversation,
+) -> None:
+    # Alice asks about a photo; the download takes a moment, and she adds a second line
+    # (no mention) before the bot has stored anything of the thread.
+    conversation.port.fetch_delay_s = 0.6
+    conversation.model.reply("A small square photo.")
+    conversation.model.reply("It is red.")
+    first = asyncio.create_task(
+        conversation.say("what is this?", files={"photo.jpg": jpeg(64, 64)})
+    )
+    await asyncio.sleep(0.2)
+    second = await conversation.say("and what colour is it?", addressed=False)
+
+    assert "A small square photo." in await first
+    assert "It is red." in second
+    assert list(conversation.port.messages.values()) == ["A small square photo.", "It is red."]
+    assert any("what is this?" in t for t in seen_texts(conversation.model.requests[1].body))

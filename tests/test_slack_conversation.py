@@ -252,6 +252,28 @@ async def test_mentions_written_by_the_model_ping_nobody(
     assert slack_server.bot_text(CHANNEL, post.ts).replace("\u200b", "") == answer
 
 
+async def test_a_follow_up_sent_before_the_first_answer_started_is_answered_too(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    # Looking Alice up takes Slack a second; she adds a line (no mention) meanwhile.
+    slack_server.add_user("U0ALICE", "Alice")
+    slack_server.cfg.delays["users.info"] = 1.0
+    model_server.reply("Section 1 looks fine.")
+    model_server.reply("Section 3 needs an example.")
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        first = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} review this")
+        await _deliver_all(slack_server, bot.url, first.events)
+        await asyncio.sleep(0.3)
+        more = slack_server.user_post(CHANNEL, "U0ALICE", "focus on section 3 please",
+                                      thread_ts=first.ts)
+        await _deliver_all(slack_server, bot.url, more.events)
+        await bot.idle()
+
+    texts = [m.text for m in slack_server.bot_replies(CHANNEL, first.ts)]
+    assert texts == ["Section 1 looks fine.", "Section 3 needs an example."]
+    assert "review this" in request_text(model_server.requests[1].body)
+
+
 async def test_a_slow_status_call_does_not_hold_up_the_answer_but_lands_before_it(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:

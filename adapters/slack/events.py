@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -151,6 +151,9 @@ class SlackEventHandler:
         self.shared = shared
         self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._recent_max = recent
+        # Threads whose addressed message is being prepared here (names, files) before
+        # the service stores anything: a follow-up meanwhile belongs to the bot too.
+        self._addressing: Counter[ThreadKey] = Counter()
 
     def on_event(self, event: Event, kind: str, team_id: str | None = None) -> Decision:
         """Decide at once and schedule the work; returns the decision (for logs/tests)."""
@@ -174,13 +177,17 @@ class SlackEventHandler:
         self._recent[identity] = None
         while len(self._recent) > self._recent_max:
             self._recent.popitem(last=False)
-        self.tasks.spawn(self._answer(event, team, decision), name=f"slack-turn:{identity[2]}")
+        key = thread_key(event, team)
+        if decision.action == "answer":
+            self._addressing[key] += 1
+        self.tasks.spawn(self._answer(event, key, decision), name=f"slack-turn:{identity[2]}")
         return decision
 
-    async def _answer(self, event: Event, team: str, decision: Decision) -> None:
-        key = thread_key(event, team)
+    async def _answer(self, event: Event, key: ThreadKey, decision: Decision) -> None:
+        team = key.space
         try:
-            if decision.action == "follow" and not await self.service.knows_thread(key):
+            if (decision.action == "follow" and not self._addressing[key]
+                    and not await self.service.knows_thread(key)):
                 return
             user = str(event["user"])
             text = await to_markdown(
@@ -201,3 +208,8 @@ class SlackEventHandler:
             raise
         except Exception:  # the service never raises; this guards our own plumbing
             log.exception("could not hand a Slack event to the service")
+        finally:
+            if decision.action == "answer":
+                self._addressing[key] -= 1
+                if not self._addressing[key]:
+                    del self._addressing[key]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class MemoryPort:
     messages: dict[str, str] = field(default_factory=dict)
     writes: list[Write] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)
+    fetch_delay_s: float = 0.0  # a slow file host
 
     def limits(self, key: ThreadKey) -> WriteLimits:
         return WriteLimits(self.max_chars, self.min_gap_s, f"memory:{key.channel}", 50.0, 10)
@@ -70,6 +72,7 @@ class MemoryPort:
 
     async def fetch_file(self, ref: FileRef, *, max_bytes: int) -> bytes:
         self.downloads.append(ref.name)
+        await asyncio.sleep(self.fetch_delay_s)
         data = self.files.get(ref.url)
         if data is None:
             raise FileRefused(ref.name, "is no longer available")
