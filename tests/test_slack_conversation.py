@@ -274,6 +274,36 @@ async def test_a_follow_up_sent_before_the_first_answer_started_is_answered_too(
     assert "review this" in request_text(model_server.requests[1].body)
 
 
+async def test_mentioned_midway_through_a_thread_the_bot_reads_what_was_said_before(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    slack_server.add_user("U0ALICE", "Alice")
+    slack_server.add_user("U0BOB", "Bob")
+    model_server.reply("PostgreSQL 17, for the JSON support you need.")
+    model_server.reply("Yes.")
+    async with running_bot(slack_server, model_server, tmp_path, speed=10) as bot:
+        root = slack_server.user_post(CHANNEL, "U0ALICE",
+                                      "Pick a database: Postgres 17 or MySQL 8?")
+        bob = slack_server.user_post(CHANNEL, "U0BOB", "MySQL is what ops knows.",
+                                     thread_ts=root.ts)
+        ask = slack_server.user_post(CHANNEL, "U0ALICE",
+                                     f"{slack_server.mention} what do you think of the above?",
+                                     thread_ts=root.ts)
+        await _deliver_all(slack_server, bot.url, root.events + bob.events + ask.events)
+        await bot.idle()
+        again = slack_server.user_post(CHANNEL, "U0BOB", f"{slack_server.mention} sure?",
+                                       thread_ts=root.ts)
+        await _deliver_all(slack_server, bot.url, again.events)
+        await bot.idle()
+
+    first = request_text(model_server.requests[0].body)
+    assert "Postgres 17 or MySQL 8?" in first and "Bob: MySQL is what ops knows." in first
+    assert "what do you think of the above?" in first
+    assert len(slack_server.calls_to("conversations.replies")) == 1  # once, then the store
+    texts = [m.text for m in slack_server.bot_replies(CHANNEL, root.ts)]
+    assert texts == ["PostgreSQL 17, for the JSON support you need.", "Yes."]
+
+
 async def test_a_slow_status_call_does_not_hold_up_the_answer_but_lands_before_it(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:

@@ -128,16 +128,16 @@ class SlackBot:
         me = await self._whoami()
         names = DisplayNames(self.client, self.gate, team=me.team_id)
         allowed = self.settings.slack_allowed_channels
+        history = SlackHistory(self.client, self.gate, names, team=me.team_id,
+                               workspace_url=self.workspace_url, read=self.read)
         self.handler = SlackEventHandler(
             service=self.service, port=self.port, names=names, me=me,
             allowed_channels=allowed,
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
             notice=NotEnabledNotice(self.client, self.gate, allowed) if allowed else None,
-            shared=SharedFiles(self.client, self.gate),
+            shared=SharedFiles(self.client, self.gate), history=history,
         )
         if self.summary_service is not None:
-            history = SlackHistory(self.client, self.gate, names, team=me.team_id,
-                                   workspace_url=self.workspace_url, read=self.read)
             self.summaries = SlackSummaries(
                 client=self.client, gate=self.gate, history=history,
                 service=self.summary_service,

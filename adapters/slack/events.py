@@ -16,10 +16,12 @@ from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from adapters.slack.history import SlackHistory
 from adapters.slack.markup import mentions, to_markdown
 from adapters.slack.not_enabled import NotEnabledNotice
 from adapters.slack.port import SlackChatPort
 from adapters.slack.shared_files import SharedFiles, SlackFile
+from adapters.slack.thread_context import earlier_in_thread
 from adapters.slack.users import DisplayNames
 from core.ports import ChatPort, Coordination
 from core.types import FileRef, Inbound, ThreadKey
@@ -138,7 +140,7 @@ class SlackEventHandler:
         self, *, service: Service, port: SlackChatPort, names: DisplayNames,
         me: BotIdentity, allowed_channels: tuple[str, ...], follow_threads: bool,
         tasks: TaskKeeper, recent: int = 5000, notice: NotEnabledNotice | None = None,
-        shared: SharedFiles | None = None,
+        shared: SharedFiles | None = None, history: SlackHistory | None = None,
     ) -> None:
         self.service = service
         self.port = port
@@ -149,6 +151,7 @@ class SlackEventHandler:
         self.tasks = tasks
         self.notice = notice
         self.shared = shared
+        self.history = history  # reads a thread the bot is first mentioned in midway
         self._recent: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._recent_max = recent
         # Threads whose addressed message is being prepared here (names, files) before
@@ -193,6 +196,11 @@ class SlackEventHandler:
             text = await to_markdown(
                 str(event.get("text") or ""), bot_user_id=self.me.user_id, resolve=self.names.name
             )
+            if decision.action == "answer" and await self._joins_midway(event, key):
+                assert self.history is not None
+                text = await earlier_in_thread(
+                    self.history, key.channel, key.root, str(event["ts"])
+                ) + text
             files: list[SlackFile] = list(event.get("files") or ())
             if self.shared is not None:
                 files = await self.shared.complete(files, team)
@@ -213,3 +221,9 @@ class SlackEventHandler:
                 self._addressing[key] -= 1
                 if not self._addressing[key]:
                     del self._addressing[key]
+
+    async def _joins_midway(self, event: Event, key: ThreadKey) -> bool:
+        """A mention inside a thread the bot has no history of (people talked first)."""
+        if self.history is None or key.root == str(event["ts"]):
+            return False
+        return not await self.service.knows_thread(key)

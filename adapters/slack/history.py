@@ -91,10 +91,11 @@ class SlackHistory:
         self.read = read or load_read_settings()
 
     async def thread(
-        self, channel: str, thread_ts: str, *, progress: Progress | None = None
+        self, channel: str, thread_ts: str, *, progress: Progress | None = None,
+        max_pages: int | None = None,
     ) -> list[SourceMessage]:
         raw = await self._pages("conversations.replies", {"channel": channel, "ts": thread_ts},
-                                progress, "the thread")
+                                progress, "the thread", max_pages=max_pages)
         seen: dict[str, Mapping[str, Any]] = {}
         for m in raw:  # the parent may come again on later pages
             seen.setdefault(str(m.get("ts")), m)
@@ -129,10 +130,12 @@ class SlackHistory:
         return out
 
     async def _pages(
-        self, method: str, params: dict[str, str], progress: Progress | None, what: str
+        self, method: str, params: dict[str, str], progress: Progress | None, what: str,
+        *, max_pages: int | None = None,
     ) -> list[Mapping[str, Any]]:
         out: list[Mapping[str, Any]] = []
         cursor: str | None = None
+        pages = 0
         call = (self.client.conversations_replies if method == "conversations.replies"
                 else self.client.conversations_history)
         while len(out) < MAX_MESSAGES:
@@ -143,8 +146,9 @@ class SlackHistory:
             except SlackApiError as exc:
                 raise refusal_for(exc) from None
             out.extend(resp.get("messages") or [])
+            pages += 1
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
+            if cursor is None or pages == max_pages:
                 break
             if progress is not None:
                 await progress(f"Reading {what}… {len(out):,} messages so far")
