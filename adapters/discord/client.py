@@ -25,6 +25,7 @@ from core.types import Inbound, ThreadKey, Usage
 log = logging.getLogger(__name__)
 
 THREAD_NAME_CHARS = 90
+THREAD_ALREADY_CREATED = 160004  # Discord: "A thread has already been created for this message"
 
 
 class Conversations(Keeper, Protocol):
@@ -172,15 +173,7 @@ class ThreadwiseBot(discord.Client):
         if conv.new and self.discord_settings.auto_thread and isinstance(
             message.channel, discord.TextChannel
         ):
-            title = conv.text.splitlines()[0][:THREAD_NAME_CHARS] if conv.text.strip() else ""
-            try:
-                thread = await message.create_thread(
-                    name=title or f"Conversation with {speaker_name(message.author)}"
-                )
-                key = thread_key(thread.guild.id, thread.id)
-            except discord.HTTPException as exc:
-                # e.g. no Create Public Threads permission: answer in the channel instead.
-                log.warning("could not open a thread for %s: %s", message.id, exc)
+            key = await self._open_thread(message, conv)
         files = tuple(self.attachments.add(a) for a in message.attachments)
         inbound = Inbound(
             key=key,
@@ -194,6 +187,29 @@ class ThreadwiseBot(discord.Client):
             is_admin=who.is_admin,
         )
         await self.service_for((key.channel, *who.places)).handle(inbound, self.port)
+
+
+    async def _open_thread(self, message: discord.Message, conv: Conversation) -> ThreadKey:
+        """The thread to answer in (auto-thread), else the channel's conversation key.
+
+        A thread opened from a message takes the message's id. So a message delivered twice
+        (a RESUME replay, or two processes during a rolling deploy) gets the same key both
+        times, and the core's dedupe recognises the second delivery.
+        """
+        guild = message.guild
+        assert guild is not None  # conv.new: a guild text channel
+        title = conv.text.splitlines()[0][:THREAD_NAME_CHARS] if conv.text.strip() else ""
+        try:
+            thread = await message.create_thread(
+                name=title or f"Conversation with {speaker_name(message.author)}"
+            )
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_ALREADY_CREATED:
+                return thread_key(guild.id, message.id)
+            # e.g. no Create Public Threads permission: answer in the channel instead.
+            log.warning("could not open a thread for %s: %s", message.id, exc)
+            return conv.key
+        return thread_key(guild.id, thread.id)
 
 
 class ShardedThreadwiseBot(ThreadwiseBot, discord.AutoShardedClient):

@@ -62,6 +62,12 @@ class Session:
         return entry
 
 
+def _seq_of(session: Session, message_id: str) -> int | None:
+    """Where a message's MESSAGE_CREATE sits in a session's log (None: it never saw it)."""
+    return next((seq for seq, event, data in session.events
+                 if event == "MESSAGE_CREATE" and data["id"] == message_id), None)
+
+
 class Gateway:
     def __init__(self, state: EmulatorState, gateway_url: Callable[[], str]) -> None:
         self.state = state
@@ -121,10 +127,7 @@ class Gateway:
         """
         for session in self.sessions.values():
             if redeliver_message is not None:
-                session.redeliver_from = next(
-                    seq for seq, event, data in session.events
-                    if event == "MESSAGE_CREATE" and data["id"] == redeliver_message
-                )
+                session.redeliver_from = _seq_of(session, redeliver_message)
             if session.ws is not None and not session.ws.closed:
                 await session.ws.send_str(json.dumps({"op": 7, "d": None}))
         self.resumed.clear()
@@ -137,10 +140,7 @@ class Gateway:
         """
         for session in self.sessions.values():
             if redeliver_message is not None:
-                session.redeliver_from = next(
-                    seq for seq, event, data in session.events
-                    if event == "MESSAGE_CREATE" and data["id"] == redeliver_message
-                )
+                session.redeliver_from = _seq_of(session, redeliver_message)
             ws, session.ws = session.ws, None
             if ws is not None and not ws.closed:
                 await ws.close(code=4000, message=b"Unknown error")
@@ -185,8 +185,8 @@ class Gateway:
             return None
         session = Session(uuid.uuid4().hex, int(data.get("intents", 0)), ws=ws,
                           shard=(shard_id, count))
-        # A fresh IDENTIFY replaces that shard's old session; other shards keep theirs.
-        self.sessions = {k: s for k, s in self.sessions.items() if s.shard != session.shard}
+        # Discord keeps every session: two processes on one token and shard (a rolling
+        # deploy, or a bot started twice) each receive every event.
         self.sessions[session.id] = session
         guilds = self.guild_ids(session.shard)
         ready = {
