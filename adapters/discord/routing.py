@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Protocol
 
 import discord
 
-from adapters.discord.markup import quoted, readable_text, speaker_name
+from adapters.discord.markup import mentions_bot, quoted, readable_text, speaker_name
 from adapters.discord.models import ChannelResets
 from core.types import ThreadKey
 
@@ -66,7 +65,7 @@ class ConversationRouter:
             return None  # other bots, our own posts, and webhooks are never answered
         if message.type not in ANSWERABLE:
             return None
-        mentioned = re.search(rf"<@!?{bot_id}>", message.content) is not None
+        mentioned = mentions_bot(message, bot_id)
         ref = message.reference
         channel = message.channel
         reply_to = None

@@ -83,9 +83,10 @@ class FakeRole:
     name: str
     permissions: int
     position: int = 0
+    bot_id: str | None = None  # a bot's own role, made by Discord when the bot joins
 
     def payload(self) -> Json:
-        return {
+        data: Json = {
             "id": self.id,
             "name": self.name,
             "color": 0,
@@ -94,10 +95,13 @@ class FakeRole:
             "unicode_emoji": None,
             "position": self.position,
             "permissions": str(self.permissions),
-            "managed": False,
+            "managed": self.bot_id is not None,
             "mentionable": True,
             "flags": 0,
         }
+        if self.bot_id is not None:
+            data["tags"] = {"bot_id": self.bot_id}
+        return data
 
 
 @dataclass
@@ -268,7 +272,7 @@ def message_payload(
         "tts": False,
         "mention_everyone": False,
         "mentions": [dict(u.payload(), member=u.member()) for u in mentions],
-        "mention_roles": [],
+        "mention_roles": ROLE_MENTION_RE.findall(content),
         "attachments": list(attachments),
         "embeds": [],
         "pinned": False,

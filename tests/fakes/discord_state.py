@@ -128,6 +128,10 @@ class EmulatorState:
         self.add_role("Admins", ADMINISTRATOR, position=3)
         self.add_role("Members", MEMBER_PERMISSIONS, position=1)
         self.add_role("Muted", MEMBER_PERMISSIONS, position=2)
+        # Inviting a bot with permissions makes a role named after it that only it holds.
+        self.bot_role = self.add_role(self.bot.name, MEMBER_PERMISSIONS, position=4,
+                                      bot_id=self.bot.id)
+        self.bot.roles = (self.bot_role.id,)
         self.owner = self.add_user("founder", "Founder")
         for name in ("alice", "bob", "carol", "dave"):
             self.add_user(name, name.capitalize(), roles=("Members",))
@@ -139,9 +143,10 @@ class EmulatorState:
 
     # --- setup -------------------------------------------------------------
     def add_role(
-        self, name: str, permissions: int, *, position: int = 0, role_id: str | None = None
+        self, name: str, permissions: int, *, position: int = 0, role_id: str | None = None,
+        bot_id: str | None = None,
     ) -> FakeRole:
-        role = FakeRole(role_id or self.ids.next(), name, permissions, position)
+        role = FakeRole(role_id or self.ids.next(), name, permissions, position, bot_id)
         self.roles[name] = role
         return role
 
