@@ -174,7 +174,9 @@ class ThreadwiseBot(discord.Client):
             message.channel, discord.TextChannel
         ):
             key = await self._open_thread(message, conv)
-        files = tuple(self.attachments.add(a) for a in message.attachments)
+        files = tuple(
+            self.attachments.add(a) for a in (*message.attachments, *conv.quoted_files)
+        )
         inbound = Inbound(
             key=key,
             message_id=str(message.id),

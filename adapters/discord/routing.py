@@ -40,6 +40,9 @@ class Conversation:
     reply_to: str | None  # the message replied to (a branch point); None = the tip
     text: str
     new: bool  # a fresh conversation in a plain channel (auto-thread may open a thread)
+    # Attachments of a replied-to message the conversation does not hold (e.g. someone
+    # else's photo): "@bot what's in this picture?" is about them.
+    quoted_files: tuple[discord.Attachment, ...] = ()
 
 
 def is_thread(channel: object) -> bool:
@@ -82,7 +85,13 @@ class ConversationRouter:
             owned = getattr(channel, "owner_id", None) == bot_id
             if not (mentioned or to_bot or owned):
                 return None
-            return Conversation(thread_key(message.guild.id, channel.id), reply_to, text, False)
+            key = thread_key(message.guild.id, channel.id)
+            if replied_msg is not None and reply_to is not None and not to_bot and (
+                await self._lookup.resolve_key(PLATFORM, str(channel.id), reply_to) is None
+            ):
+                # A message the thread's conversation does not hold (someone else's).
+                return self._quoting(replied_msg, bot_id, key, reply_to, text, new=False)
+            return Conversation(key, reply_to, text, False)
 
         if reply_to is not None:
             found = await self._lookup.resolve_key(PLATFORM, str(channel.id), reply_to)
@@ -92,11 +101,18 @@ class ConversationRouter:
                 return None  # people replying to each other inside a chain
         if not (mentioned or to_bot):
             return None
-        if replied_msg is not None:
-            # A chain we do not know (someone else's message, or from before a /reset):
-            # give the model the message being replied to.
-            text = quoted(speaker_name(replied_msg.author), readable_text(replied_msg, bot_id)) + (
-                "\n" + text
-            )
         key = ThreadKey(PLATFORM, str(message.guild.id), str(channel.id), str(message.id))
+        if replied_msg is not None:
+            # A chain we do not know (someone else's message, or from before a /reset).
+            return self._quoting(replied_msg, bot_id, key, None, text, new=True)
         return Conversation(key, None, text, new=True)
+
+    @staticmethod
+    def _quoting(
+        replied: discord.Message, bot_id: int, key: ThreadKey, reply_to: str | None, text: str,
+        *, new: bool,
+    ) -> Conversation:
+        """Give the model the message being replied to: its text, and its attachments."""
+        quote = quoted(speaker_name(replied.author), readable_text(replied, bot_id))
+        return Conversation(key, reply_to, quote + "\n" + text, new,
+                            tuple(replied.attachments))
