@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import discord
 from discord import app_commands
 
+from adapters.discord.channels import ChannelResolver, Located
 from adapters.discord.markup import speaker_name
 from adapters.discord.models import ChannelResets, Keeper, ModelChoices
 from adapters.discord.policy import CommunityPolicy, Requester, requester_of
@@ -75,6 +76,7 @@ class ThreadwiseBot(discord.Client):
         self.models = ModelChoices(settings.model_name, discord_settings.models, service)
         self.resets = ChannelResets(service)
         self.router = ConversationRouter(service, self.resets)
+        self.channels = ChannelResolver()
         self.policy = CommunityPolicy(
             settings, discord_settings,
             lambda since, user_id: service.usage(since=since, user_id=user_id),
@@ -148,10 +150,11 @@ class ThreadwiseBot(discord.Client):
         if me is None:
             return
         try:
-            conversation = await self.router.route(message, me.id)
+            channel = await self.channels.resolve(message.channel, message.guild)
+            conversation = await self.router.route(message, me.id, channel)
             if conversation is None:
                 return
-            who = requester_of(message.author, message.channel, self.discord_settings)
+            who = requester_of(message.author, channel, self.discord_settings)
             if not self.policy.admitted(who):
                 return
             refusal = await self.refusal(who)
@@ -160,7 +163,7 @@ class ThreadwiseBot(discord.Client):
                     return
                 await self.port.post(conversation.key, refusal, reply_to=str(message.id))
                 return
-            await self._turn(message, conversation, who)
+            await self._turn(message, channel, conversation, who)
         except Exception:
             log.exception("could not answer message %s", message.id)
 
@@ -168,10 +171,12 @@ class ThreadwiseBot(discord.Client):
         """The friendly message for a user over their rate or quota, else None."""
         return self.policy.take_request(who) or await self.policy.over_quota(who)
 
-    async def _turn(self, message: discord.Message, conv: Conversation, who: Requester) -> None:
+    async def _turn(
+        self, message: discord.Message, channel: Located, conv: Conversation, who: Requester
+    ) -> None:
         key, reply_to = conv.key, conv.reply_to
         if conv.new and self.discord_settings.auto_thread and isinstance(
-            message.channel, discord.TextChannel
+            channel, discord.TextChannel
         ):
             key = await self._open_thread(message, conv)
         files = tuple(

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import discord
 
+from adapters.discord.channels import Located
 from adapters.discord.markup import mentions_bot, quoted, readable_text, speaker_name
 from adapters.discord.models import ChannelResets
 from core.types import ThreadKey
@@ -62,15 +63,19 @@ class ConversationRouter:
         self._lookup = lookup
         self._resets = resets
 
-    async def route(self, message: discord.Message, bot_id: int) -> Conversation | None:
-        """The conversation to answer in, or None when the message is not for the bot."""
+    async def route(
+        self, message: discord.Message, bot_id: int, channel: Located
+    ) -> Conversation | None:
+        """The conversation to answer in, or None when the message is not for the bot.
+
+        `channel` is where it was said, resolved (message.channel may be a bare
+        PartialMessageable for a thread discord.py has not cached)."""
         if message.author.bot or message.webhook_id is not None:
             return None  # other bots, our own posts, and webhooks are never answered
         if message.type not in ANSWERABLE:
             return None
         mentioned = mentions_bot(message, bot_id)
         ref = message.reference
-        channel = message.channel
         reply_to = None
         if ref is not None and ref.message_id is not None and ref.channel_id == channel.id:
             reply_to = str(ref.message_id)
