@@ -159,6 +159,26 @@ async def test_model_offers_configured_models_and_only_admins_may_change_it(
         "openai/gpt-5.4-mini", "openai/gpt-5.4", "openai/gpt-5.4"]
 
 
+async def test_model_in_a_thread_names_the_model_that_answers_there(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.models.append("openai/gpt-5.4")
+    general = discord_server.channel_id("general")
+    thread = discord_server.add_thread("help", parent=general)
+    async with start_bot(discord_server, model_server, tmp_path,
+                         DISCORD_MODELS="openai/gpt-5.4"):
+        chosen = await discord_server.invoke_command(
+            "model", {"name": "openai/gpt-5.4"}, channel_id=general, author="root"
+        )
+        await response_text(discord_server, chosen)
+        shown = await discord_server.invoke_command("model", channel_id=thread)
+        text = await response_text(discord_server, shown)
+        said = await discord_server.user_says(thread, "which model?")
+        await discord_server.until(lambda: bool(replies_to(discord_server, said)))
+    assert model_server.requests[0].body["model"] == "openai/gpt-5.4"
+    assert "uses `openai/gpt-5.4`" in text, "/model says what the thread's replies use"
+
+
 async def test_a_model_choice_the_database_refuses_is_reported_and_not_applied(
     discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:

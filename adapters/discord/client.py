@@ -126,10 +126,7 @@ class ThreadwiseBot(discord.Client):
     def service_for(self, places: tuple[str, ...]) -> Conversations:
         """The service answering here: the /model choice of the channel (or of a thread's
         parent channel), else the configured model."""
-        model = next(
-            (m for m in map(self.models.current, places) if m != self.models.default),
-            self.models.default,
-        )
+        model = self.models.effective(places)
         if model == self.models.default or self._service_for_model is None:
             return self.service
         return self._service_for_model(model)

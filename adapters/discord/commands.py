@@ -124,8 +124,9 @@ def register_commands(bot: ThreadwiseBot) -> None:
         place = str(interaction.channel_id)
         if name is None:
             offered = ", ".join(f"`{m}`" for m in bot.models.offered)
-            await _say(interaction, f"This channel uses `{bot.models.current(place)}`. "
-                                    f"Available: {offered}.")
+            # What replies here use: in a thread, the parent channel's choice counts too.
+            used = bot.models.effective(who.places)
+            await _say(interaction, f"This channel uses `{used}`. Available: {offered}.")
             return
         if not who.is_admin:
             await _say(interaction, ADMINS_ONLY)

@@ -67,6 +67,11 @@ class ModelChoices:
     def current(self, channel_id: str) -> str:
         return self._by_channel.get(channel_id, self.default)
 
+    def effective(self, places: tuple[str, ...]) -> str:
+        """The model answering in the first of `places` (a thread, then its parent channel)
+        that made a choice, else the configured one."""
+        return next((m for m in map(self.current, places) if m != self.default), self.default)
+
 
 class ChannelResets:
     """/reset in a plain channel: reply chains that began before it are not continued.
