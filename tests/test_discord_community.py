@@ -38,6 +38,25 @@ async def test_quota_exhaustion_gets_a_friendly_message_and_admins_bypass_it(
     assert len(model_server.requests) == 2
 
 
+async def test_an_over_quota_user_is_told_once_not_on_every_message(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.reply("First answer.", usage=USAGE)
+    async with start_bot(
+        discord_server, model_server, tmp_path, DISCORD_DAILY_TOKEN_QUOTA=100
+    ) as running:
+        channel = discord_server.channel_id()
+        first = await discord_server.user_says(channel, "question one")
+        await answer_to(discord_server, first, "First answer.")
+        await usage_reaches(running, 120, user_id=discord_server.user("alice").id)
+        more = [await discord_server.user_says(channel, f"question {n}") for n in range(3)]
+        await discord_server.until(lambda: bool(replies_to(discord_server, more[0])))
+        marker = await discord_server.user_says(channel, "from bob", author="bob")
+        await discord_server.until(lambda: bool(replies_to(discord_server, marker)))
+    assert "tokens for today" in replies_to(discord_server, more[0])[0]["content"]
+    assert [replies_to(discord_server, m) for m in more[1:]] == [[], []]
+
+
 async def test_too_many_requests_a_minute_get_one_friendly_warning(
     discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ from discord import app_commands
 from adapters.discord.channels import ChannelResolver, Located
 from adapters.discord.markup import speaker_name
 from adapters.discord.models import ChannelResets, Keeper, ModelChoices
-from adapters.discord.policy import CommunityPolicy, Requester, requester_of
+from adapters.discord.policy import CommunityPolicy, RefusalKind, Requester, requester_of
 from adapters.discord.port import NO_PINGS, AttachmentIndex, DiscordPort, Remembered
 from adapters.discord.routing import Conversation, ConversationRouter, thread_key
 from adapters.discord.settings import DiscordSettings
@@ -156,17 +156,22 @@ class ThreadwiseBot(discord.Client):
                 return
             refusal = await self.refusal(who)
             if refusal is not None:
-                if refusal.startswith("⏳") and not self.policy.should_warn(who):
-                    return
-                await self.port.post(conversation.key, refusal, reply_to=str(message.id))
+                kind, text = refusal
+                # Once per window: a reply to every further message would be spam.
+                if self.policy.should_warn(who, kind):
+                    await self.port.post(conversation.key, text, reply_to=str(message.id))
                 return
             await self._turn(message, channel, conversation, who)
         except Exception:
             log.exception("could not answer message %s", message.id)
 
-    async def refusal(self, who: Requester) -> str | None:
-        """The friendly message for a user over their rate or quota, else None."""
-        return self.policy.take_request(who) or await self.policy.over_quota(who)
+    async def refusal(self, who: Requester) -> tuple[RefusalKind, str] | None:
+        """Why and the friendly message, for a user over their rate or quota; else None."""
+        too_fast = self.policy.take_request(who)
+        if too_fast is not None:
+            return "rate", too_fast
+        over = await self.policy.over_quota(who)
+        return ("quota", over) if over is not None else None
 
     async def _turn(
         self, message: discord.Message, channel: Located, conv: Conversation, who: Requester

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
 
 import discord
 
@@ -18,6 +19,7 @@ from core.types import Usage
 RATE_WINDOW_S = 60.0
 MAX_TRACKED_USERS = 10_000
 
+RefusalKind = Literal["rate", "quota"]
 UsageLookup = Callable[[float, str], Awaitable[Usage]]  # (since, user_id) -> usage
 
 
@@ -81,7 +83,7 @@ class CommunityPolicy:
         self._usage = usage
         self._clock = clock
         self._recent: dict[str, deque[float]] = {}
-        self._warned: dict[str, float] = {}
+        self._warned: dict[tuple[str, RefusalKind], float] = {}
 
     def admitted(self, who: Requester) -> bool:
         """Allow- and block-lists. Refusals are silent: the bot simply is not there."""
@@ -118,12 +120,13 @@ class CommunityPolicy:
             f"Try again in {wait} s."
         )
 
-    def should_warn(self, who: Requester) -> bool:
-        """Show the rate message once per window, not on every extra message."""
+    def should_warn(self, who: Requester, kind: RefusalKind) -> bool:
+        """Show a refusal once per window, not on every extra message. Each kind has its
+        own window: a rate warning does not hide that the daily quota ran out too."""
         now = self._clock()
-        if now - self._warned.get(who.user_id, -math.inf) < RATE_WINDOW_S:
+        if now - self._warned.get((who.user_id, kind), -math.inf) < RATE_WINDOW_S:
             return False
-        self._warned[who.user_id] = now
+        self._warned[(who.user_id, kind)] = now
         return True
 
     async def over_quota(self, who: Requester) -> str | None:
@@ -149,4 +152,5 @@ class CommunityPolicy:
         for user, stamps in list(self._recent.items()):
             if not stamps or stamps[-1] <= now - RATE_WINDOW_S:
                 del self._recent[user]
-                self._warned.pop(user, None)
+                for kind in get_args(RefusalKind):
+                    self._warned.pop((user, kind), None)
