@@ -2,52 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.discord_interactions import Interactions
 from tests.fakes.discord_payloads import (
     FakeChannel,
-    Json,
     application_payload,
-    effective_pings,
     iso_now,
     message_payload,
 )
-from tests.fakes.discord_state import (
-    CdnRequest,
-    EmulatorState,
-    InteractionRecord,
-    RateLimitHit,
-    Write,
-    content_error,
-)
+from tests.fakes.discord_state import CdnRequest, EmulatorState, content_error
+from tests.fakes.discord_writes import EPHEMERAL, Dispatch, Writes, error, reply
 
-Dispatch = Callable[[str, Json], Awaitable[None]]
-INTERACTION_DEADLINE_S = 3.0
-EPHEMERAL = 1 << 6
-LOADING = 1 << 7
+__all__ = ["EPHEMERAL", "Rest"]
 
 
-def reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """JSON with Content-Type exactly `application/json` (discord.py compares the header)."""
-    if status == 204:
-        return web.Response(status=204, headers=headers)
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
-    return web.Response(body=json.dumps(data).encode(), status=status, headers=all_headers)
-
-
-def error(status: int, code: int, message: str) -> web.Response:
-    return reply({"code": code, "message": message}, status)
-
-
-class Rest:
+class Rest(Writes):
     def __init__(self, state: EmulatorState, dispatch: Dispatch) -> None:
-        self.state = state
-        self.dispatch = dispatch
+        super().__init__(state, dispatch)
+        self.interactions = Interactions(state, dispatch)
 
     def routes(self, prefix: str) -> list[web.RouteDef]:
         p = prefix
@@ -67,10 +43,7 @@ class Rest:
             web.get(f"{p}/applications/{{app}}/commands", self.get_commands),
             web.put(f"{p}/applications/{{app}}/guilds/{{gid}}/commands", self.put_commands),
             web.get(f"{p}/applications/{{app}}/guilds/{{gid}}/commands", self.get_commands),
-            web.post(f"{p}/interactions/{{iid}}/{{token}}/callback", self.callback),
-            web.get(f"{p}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self.webhook_get),
-            web.patch(f"{p}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self.webhook_edit),
-            web.post(f"{p}/webhooks/{{app}}/{{token}}", self.followup),
+            *self.interactions.routes(p),
         ]
 
     # --- plumbing ------------------------------------------------------------
@@ -89,41 +62,6 @@ class Rest:
 
     def _channel(self, request: web.Request) -> FakeChannel | None:
         return self.state.channels.get(request.match_info["cid"])
-
-    def _take(self, bucket: str) -> web.Response | dict[str, str]:
-        """Charge one write to a bucket: its rate-limit headers, or the 429 to send."""
-        now = self.state.now()
-        window = self.state.bucket(bucket)
-        wait = window.take(now)
-        reset_after = window.reset_after(now)
-        headers = {
-            "X-RateLimit-Limit": str(window.limit),
-            "X-RateLimit-Remaining": str(window.remaining()),
-            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
-            "X-RateLimit-Bucket": f"hash-{bucket.split(':')[0]}",
-        }
-        if not wait:
-            return headers
-        via = self.state.drop_via_next <= 0
-        self.state.drop_via_next -= 0 if via else 1
-        self.state.rate_limits.append(RateLimitHit(time.time(), bucket, wait, via))
-        headers.update({"Retry-After": f"{wait:.3f}", "X-RateLimit-Scope": "user"})
-        if via:
-            headers["Via"] = "1.1 google"
-        body = {"message": "You are being rate limited.", "retry_after": round(wait, 3),
-                "global": False}
-        return reply(body, 429, headers)
-
-    def _record(self, kind: str, channel_id: str, body: Json, status: int,
-                message_id: str | None = None, replied_user: str | None = None) -> Write:
-        content = body.get("content")
-        allowed = body.get("allowed_mentions")
-        pings = effective_pings(content or "", allowed, replied_user=replied_user)
-        write = Write(time.time(), kind, channel_id, message_id, content, allowed,
-                      body.get("message_reference"), status, pings)
-        self.state.writes.append(write)
-        return write
 
     # --- identity ------------------------------------------------------------
     async def me(self, request: web.Request) -> web.Response:
@@ -237,13 +175,6 @@ class Rest:
         await self.dispatch("MESSAGE_UPDATE", message)
         return reply(message, 200, limited)
 
-    @staticmethod
-    def _apply_edit(message: Json, body: Json) -> None:
-        if "content" in body:
-            message["content"] = body["content"] or ""
-        message["edited_timestamp"] = iso_now()
-        message["flags"] = message.get("flags", 0) & ~LOADING
-
     async def typing(self, request: web.Request) -> web.Response:
         channel = self._channel(request)
         if channel is None:
@@ -301,114 +232,6 @@ class Rest:
     async def get_commands(self, request: web.Request) -> web.Response:
         gid = request.match_info.get("gid")
         return reply(self.state.guild_commands.get(gid, []) if gid else self.state.global_commands)
-
-    # --- interactions ----------------------------------------------------------------
-    def _interaction(self, token: str) -> InteractionRecord | None:
-        return next((i for i in self.state.interactions.values() if i.token == token), None)
-
-    async def callback(self, request: web.Request) -> web.Response:
-        record = self.state.interactions.get(request.match_info["iid"])
-        if record is None or record.token != request.match_info["token"]:
-            return error(404, 10062, "Unknown interaction")
-        if time.monotonic() - record.created > INTERACTION_DEADLINE_S:
-            return error(404, 10062, "Unknown interaction")
-        if record.callbacks:
-            return error(400, 40060, "Interaction has already been acknowledged.")
-        body = await request.json()
-        record.callbacks.append(body)
-        record.callback_at = time.monotonic()
-        kind = int(body["type"])
-        data = body.get("data") or {}
-        flags = int(data.get("flags") or 0)
-        result: Json = {"interaction": {"id": record.id, "type": 2}}
-        if kind in (4, 5):
-            channel = self.state.channels[record.channel_id]
-            bad = content_error(data.get("content"))
-            if bad is not None:
-                return reply(bad, 400)
-            message = message_payload(
-                message_id=self.state.ids.next(), channel=channel, author=self.state.bot,
-                content=data.get("content", "") if kind == 4 else "",
-                webhook_id=self.state.bot.id, flags=flags | (LOADING if kind == 5 else 0),
-                interaction={"id": record.id, "type": 2, "user": record.user,
-                             "authorizing_integration_owners": {}},
-            )
-            record.original_id = message["id"]
-            record.ephemeral = bool(flags & EPHEMERAL)
-            self.state.store_message(message)
-            if kind == 4:
-                self._record("original", channel.id, data, 200, message["id"])
-            if not record.ephemeral:
-                await self.dispatch("MESSAGE_CREATE", message)
-            result["interaction"].update(
-                response_message_id=message["id"],
-                response_message_loading=kind == 5,
-                response_message_ephemeral=record.ephemeral,
-            )
-            result["resource"] = {"type": kind, "message": message}
-        if "with_response" not in request.query:
-            return reply(None, 204)
-        return reply(result)
-
-    async def webhook_get(self, request: web.Request) -> web.Response:
-        record = self._interaction(request.match_info["token"])
-        mid = request.match_info["mid"]
-        if record is not None and mid == "@original":
-            mid = record.original_id or ""
-        message = self.state.messages.get(mid)
-        if record is None or message is None:
-            return error(404, 10008, "Unknown Message")
-        return reply(message)
-
-    async def webhook_edit(self, request: web.Request) -> web.Response:
-        record = self._interaction(request.match_info["token"])
-        mid = request.match_info["mid"]
-        kind = "original" if mid == "@original" else "followup_edit"
-        if record is not None and mid == "@original":
-            mid = record.original_id or ""
-        message = self.state.messages.get(mid)
-        if record is None or message is None:
-            return error(404, 10008, "Unknown Message")
-        body = await request.json()
-        limited = self._take(f"webhook:{record.token}")
-        if isinstance(limited, web.Response):
-            self._record(kind, record.channel_id, body, 429, message["id"])
-            return limited
-        bad = content_error(body.get("content"))
-        if bad is not None:
-            self._record(kind, record.channel_id, body, 400, message["id"])
-            return reply(bad, 400, limited)
-        self._record(kind, record.channel_id, body, 200, message["id"])
-        self._apply_edit(message, body)
-        if not record.ephemeral:
-            await self.dispatch("MESSAGE_UPDATE", message)
-        return reply(message, 200, limited)
-
-    async def followup(self, request: web.Request) -> web.Response:
-        record = self._interaction(request.match_info["token"])
-        if record is None or not record.callbacks:
-            return error(404, 10015, "Unknown Webhook")
-        body = await request.json()
-        limited = self._take(f"webhook:{record.token}")
-        if isinstance(limited, web.Response):
-            self._record("followup", record.channel_id, body, 429)
-            return limited
-        bad = content_error(body.get("content"))
-        if bad is not None:
-            self._record("followup", record.channel_id, body, 400)
-            return reply(bad, 400, limited)
-        channel = self.state.channels[record.channel_id]
-        flags = int(body.get("flags") or 0)
-        message = message_payload(
-            message_id=self.state.ids.next(), channel=channel, author=self.state.bot,
-            content=body.get("content") or "", webhook_id=self.state.bot.id, flags=flags,
-        )
-        self.state.store_message(message)
-        record.followup_ids.append(message["id"])
-        self._record("followup", channel.id, body, 200, message["id"])
-        if not flags & EPHEMERAL:
-            await self.dispatch("MESSAGE_CREATE", message)
-        return reply(message, 200, limited)
 
     # --- CDN -----------------------------------------------------------------------
     async def cdn(self, request: web.Request) -> web.Response:
