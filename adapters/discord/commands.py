@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
-from adapters.discord.interaction_port import InteractionPort
+from adapters.discord.interaction_port import InteractionPort, InteractionReply
 from adapters.discord.markup import speaker_name
 from adapters.discord.policy import Requester, requester_of, start_of_utc_day
 from adapters.discord.port import NO_PINGS
@@ -75,7 +75,9 @@ def register_commands(bot: ThreadwiseBot) -> None:
         if too_fast is not None:
             await _say(interaction, too_fast)
             return
-        await interaction.response.defer(thinking=True)
+        deferred = await interaction.response.defer(thinking=True)
+        reply = InteractionReply(interaction, bot.port,
+                                 response_id=deferred.message_id if deferred else None)
         over = await bot.policy.over_quota(who)
         if over is not None:
             await _say(interaction, over)
@@ -90,7 +92,7 @@ def register_commands(bot: ThreadwiseBot) -> None:
             files=(bot.attachments.add(image),) if image is not None else (),
             is_admin=who.is_admin,
         )
-        port = InteractionPort(interaction, bot.attachments)
+        port = InteractionPort(reply, bot.attachments)
         await bot.service_for((key.channel, *who.places)).handle(inbound, port)
 
     @tree.command(name="reset", description="Start a fresh conversation in this channel or thread")

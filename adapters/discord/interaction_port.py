@@ -1,12 +1,24 @@
-"""A ChatPort for a slash command's answer: the deferred response, then follow-up messages."""
+"""A slash command's answer: the deferred response, then follow-up messages.
+
+An interaction token works for 15 minutes. An answer still being written after that (a
+slow model, a long summary) carries on through the channel: the same messages are
+edited there and new parts are posted there, so the answer still arrives instead of
+"is thinking…" staying forever. Ephemeral answers cannot move (the channel would show
+them to everyone); they end with the token.
+"""
 
 from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
 
 import discord
 
 from adapters.discord.port import (
     NO_PINGS,
     AttachmentIndex,
+    DiscordPort,
     Remembered,
     channel_limits,
     with_rate_limit_retry,
@@ -14,57 +26,152 @@ from adapters.discord.port import (
 from core.ports import WriteLimits
 from core.types import FileRef, ThreadKey
 
+log = logging.getLogger(__name__)
+
+# Discord's tokens last 15 minutes; we stop using one a minute early so that no write
+# races the expiry (tests shorten this, and the emulator's token lifetime with it).
+TOKEN_USABLE_S = 14 * 60
+INVALID_WEBHOOK_TOKEN = 50027  # what Discord answers (401) once a token expired
+UNKNOWN_WEBHOOK = 10015
+
+
+def token_dead(exc: discord.HTTPException) -> bool:
+    return exc.status == 401 or exc.code in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK)
+
+
+class InteractionReply:
+    """Writes one interaction's answer, through its token while that lasts, then through
+    the channel the command was used in."""
+
+    def __init__(
+        self, interaction: discord.Interaction, channel: DiscordPort, *,
+        response_id: int | None, ephemeral: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._interaction = interaction
+        self._channel = channel
+        self._response_id = str(response_id) if response_id is not None else None
+        self._ephemeral = ephemeral
+        self._clock = clock
+        self._deferred_at = clock()  # build this right after deferring
+        self._expired = False
+        place = str(interaction.channel_id)
+        guild = str(interaction.guild_id) if interaction.guild_id is not None else "dm"
+        self.key = ThreadKey("discord", guild, place, place)
+
+    @property
+    def in_channel(self) -> bool:
+        """True once writes go through the channel (the token is spent, the answer public)."""
+        if not self._expired and self._clock() - self._deferred_at >= TOKEN_USABLE_S:
+            log.info("interaction %s: token nearly expired", self._interaction.id)
+            self._expired = True
+        return self._expired and not self._ephemeral
+
+    def limits(self) -> WriteLimits:
+        """The write budget in use: the token's own, then the channel's (shared with
+        conversations there)."""
+        if self.in_channel:
+            return self._channel.limits(self.key)
+        return channel_limits(f"discord:interaction:{self._interaction.id}")
+
+    async def show(self, text: str) -> str:
+        """Make `text` the command's response (first: in place of "is thinking…")."""
+        interaction = self._interaction
+        if not self.in_channel:
+            try:
+                original = await with_rate_limit_retry(
+                    lambda: interaction.edit_original_response(
+                        content=text, allowed_mentions=NO_PINGS
+                    )
+                )
+                self._response_id = str(original.id)
+                return self._response_id
+            except discord.HTTPException as exc:
+                if not self._moved(exc):
+                    raise
+        if self._response_id is not None:
+            try:
+                await self._channel.edit(self.key, self._response_id, text)
+                return self._response_id
+            except discord.HTTPException as exc:
+                log.warning("could not edit response %s in the channel (%s); posting anew",
+                            self._response_id, exc)
+        self._response_id = await self._channel.post(self.key, text)
+        return self._response_id
+
+    async def add(self, text: str) -> str:
+        """A further message after the response; its id."""
+        interaction = self._interaction
+        if not self.in_channel:
+            try:
+                followup = await with_rate_limit_retry(
+                    lambda: interaction.followup.send(
+                        text, ephemeral=self._ephemeral, allowed_mentions=NO_PINGS, wait=True
+                    )
+                )
+                return str(followup.id)
+            except discord.HTTPException as exc:
+                if not self._moved(exc):
+                    raise
+        return await self._channel.post(self.key, text, reply_to=self._response_id)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        """Change the response or a further message."""
+        if message_id == self._response_id:
+            await self.show(text)
+            return
+        interaction = self._interaction
+        if not self.in_channel:
+            try:
+                await with_rate_limit_retry(
+                    lambda: interaction.followup.edit_message(
+                        int(message_id), content=text, allowed_mentions=NO_PINGS
+                    )
+                )
+                return
+            except discord.HTTPException as exc:
+                if not self._moved(exc):
+                    raise
+        await self._channel.edit(self.key, message_id, text)
+
+    def _moved(self, exc: discord.HTTPException) -> bool:
+        """After a failed token write: whether to redo it through the channel."""
+        if not token_dead(exc):
+            return False
+        log.warning("interaction %s: the token no longer works (%s); continuing in the channel",
+                    self._interaction.id, exc)
+        self._expired = True
+        return not self._ephemeral
+
 
 class InteractionPort:
-    """The first post fills the deferred ("thinking…") response; later parts are follow-ups.
+    """The ChatPort for /ask: the first post fills the deferred ("thinking…") response;
+    later parts are follow-ups."""
 
-    Interaction webhooks have their own rate budget, separate from the channel's.
-    """
-
-    def __init__(self, interaction: discord.Interaction, attachments: AttachmentIndex) -> None:
-        self._interaction = interaction
+    def __init__(self, reply: InteractionReply, attachments: AttachmentIndex) -> None:
+        self._reply = reply
         self.attachments = attachments
-        self._original_id: str | None = None
+        self._filled = False
         self._shown: Remembered[str] = Remembered(64)
 
     def limits(self, key: ThreadKey) -> WriteLimits:
-        return channel_limits(f"discord:interaction:{self._interaction.id}")
+        return self._reply.limits()
 
     async def post(
         self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
     ) -> str:
-        interaction = self._interaction
-        if self._original_id is None:
-            original = await with_rate_limit_retry(
-                lambda: interaction.edit_original_response(
-                    content=markdown, allowed_mentions=NO_PINGS
-                )
-            )
-            self._original_id = str(original.id)
-            self._shown.remember(self._original_id, markdown)
-            return self._original_id
-        followup = await with_rate_limit_retry(
-            lambda: interaction.followup.send(markdown, allowed_mentions=NO_PINGS, wait=True)
-        )
-        self._shown.remember(str(followup.id), markdown)
-        return str(followup.id)
+        if not self._filled:
+            message_id = await self._reply.show(markdown)
+            self._filled = True
+        else:
+            message_id = await self._reply.add(markdown)
+        self._shown.remember(message_id, markdown)
+        return message_id
 
     async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None:
         if self._shown.get(message_id) == markdown:
             return
-        interaction = self._interaction
-        if message_id == self._original_id:
-            await with_rate_limit_retry(
-                lambda: interaction.edit_original_response(
-                    content=markdown, allowed_mentions=NO_PINGS
-                )
-            )
-        else:
-            await with_rate_limit_retry(
-                lambda: interaction.followup.edit_message(
-                    int(message_id), content=markdown, allowed_mentions=NO_PINGS
-                )
-            )
+        await self._reply.edit(message_id, markdown)
         self._shown.remember(message_id, markdown)
 
     async def finish(self, key: ThreadKey, message_id: str, markdown: str) -> None:

@@ -18,8 +18,9 @@ import discord
 from discord import app_commands
 
 from adapters.discord.history import DiscordHistory, Place, ReadRefused
+from adapters.discord.interaction_port import InteractionReply
 from adapters.discord.policy import requester_of
-from adapters.discord.port import MAX_CHARS, NO_PINGS, with_rate_limit_retry
+from adapters.discord.port import MAX_CHARS, NO_PINGS
 from core.model.types import ModelError
 from core.splitting import split_all
 from core.summarize import Progress
@@ -39,22 +40,8 @@ BOT_NO_HISTORY = ("I can't read the message history here; ask an admin to give m
                   "Message History permission in this channel.")
 
 
-async def _edit(interaction: discord.Interaction, text: str) -> None:
-    await with_rate_limit_retry(
-        lambda: interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
-    )
-
-
-async def _follow_up(interaction: discord.Interaction, text: str, *, ephemeral: bool) -> None:
-    await with_rate_limit_retry(lambda: interaction.followup.send(
-        text, ephemeral=ephemeral, allowed_mentions=NO_PINGS, wait=True))
-
-
 async def _refuse(interaction: discord.Interaction, text: str) -> None:
-    if interaction.response.is_done():
-        await _edit(interaction, text)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
 async def summary_text(
@@ -113,15 +100,21 @@ def register_summarize(bot: ThreadwiseBot, service: SummaryService) -> None:
         if too_fast is not None:
             await _refuse(interaction, too_fast)
             return
-        await interaction.response.defer(ephemeral=private, thinking=True)
+        deferred = await interaction.response.defer(ephemeral=private, thinking=True)
+        # A long summary may outlive the interaction token; the reply then moves on.
+        reply = InteractionReply(interaction, bot.port, ephemeral=private,
+                                 response_id=deferred.message_id if deferred else None)
         over = await bot.policy.over_quota(who)
         if over is not None:
-            await _edit(interaction, over)
+            await reply.show(over)
             return
         me = bot.user
         history = DiscordHistory(bot.http, bot_id=me.id if me is not None else 0)
-        board = ProgressBoard(lambda text: _edit(interaction, f"⏳ {text}"),
-                              min_gap_s=PROGRESS_GAP_S)
+
+        async def show_progress(text: str) -> None:
+            await reply.show(f"⏳ {text}")
+
+        board = ProgressBoard(show_progress, min_gap_s=PROGRESS_GAP_S)
         try:
             place = await history.place(str(interaction.channel_id))
             try:
@@ -132,16 +125,16 @@ def register_summarize(bot: ThreadwiseBot, service: SummaryService) -> None:
             finally:
                 await board.close()
             parts = split_all(text, MAX_CHARS)
-            await _edit(interaction, parts[0])
+            await reply.show(parts[0])
             for part in parts[1:]:
-                await _follow_up(interaction, part, ephemeral=private)
+                await reply.add(part)
         except (ReadRefused, ModelError) as exc:
-            await _fail(interaction, str(exc))
+            await _fail(reply, str(exc))
         except Exception as exc:
             log.exception("summary failed in %s", interaction.channel_id)
-            await _fail(interaction, type(exc).__name__)
+            await _fail(reply, type(exc).__name__)
 
 
-async def _fail(interaction: discord.Interaction, reason: str) -> None:
+async def _fail(reply: InteractionReply, reason: str) -> None:
     with contextlib.suppress(discord.HTTPException):
-        await _edit(interaction, f"⚠️ Sorry, I couldn't summarize this: {reason}")
+        await reply.show(f"⚠️ Sorry, I couldn't summarize this: {reason}")

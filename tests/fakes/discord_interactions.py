@@ -27,6 +27,12 @@ class Interactions(Writes):
     def _interaction(self, token: str) -> InteractionRecord | None:
         return next((i for i in self.state.interactions.values() if i.token == token), None)
 
+    def _token_expired(self, record: InteractionRecord | None) -> web.Response | None:
+        """Discord's answer once an interaction token outlived its 15 minutes."""
+        if record is None or time.monotonic() - record.created <= self.state.token_lifetime_s:
+            return None
+        return error(401, 50027, "Invalid Webhook Token")
+
     async def callback(self, request: web.Request) -> web.Response:
         record = self.state.interactions.get(request.match_info["iid"])
         if record is None or record.token != request.match_info["token"]:
@@ -73,6 +79,8 @@ class Interactions(Writes):
 
     async def webhook_get(self, request: web.Request) -> web.Response:
         record = self._interaction(request.match_info["token"])
+        if expired := self._token_expired(record):
+            return expired
         mid = request.match_info["mid"]
         if record is not None and mid == "@original":
             mid = record.original_id or ""
@@ -91,6 +99,9 @@ class Interactions(Writes):
         if record is None or message is None:
             return error(404, 10008, "Unknown Message")
         body = await request.json()
+        if expired := self._token_expired(record):
+            self._record(kind, record.channel_id, body, 401, message["id"])
+            return expired
         limited = self._take(f"webhook:{record.token}")
         if isinstance(limited, web.Response):
             self._record(kind, record.channel_id, body, 429, message["id"])
@@ -110,6 +121,9 @@ class Interactions(Writes):
         if record is None or not record.callbacks:
             return error(404, 10015, "Unknown Webhook")
         body = await request.json()
+        if expired := self._token_expired(record):
+            self._record("followup", record.channel_id, body, 401)
+            return expired
         limited = self._take(f"webhook:{record.token}")
         if isinstance(limited, web.Response):
             self._record("followup", record.channel_id, body, 429)

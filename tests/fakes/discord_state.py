@@ -20,6 +20,7 @@ from tests.fakes.known_secrets import DISCORD_TOKEN
 WRITES_PER_WINDOW = 5
 WINDOW_S = 5.0
 MAX_CONTENT = 2000
+TOKEN_LIFETIME_S = 15 * 60.0  # an interaction token answers webhook calls for 15 minutes
 
 
 @dataclass
@@ -121,6 +122,7 @@ class EmulatorState:
         self.history_reads: list[tuple[str, dict[str, str]]] = []  # GET .../messages queries
         self.unreadable: set[str] = set()  # channels the bot may not read (403)
         self.no_history: set[tuple[str, str]] = set()  # (channel, user): no Read History
+        self.token_lifetime_s = TOKEN_LIFETIME_S  # interaction tokens (tests shorten it)
         self.writes_per_window = WRITES_PER_WINDOW
         self.window_s = WINDOW_S
 
