@@ -197,7 +197,6 @@ class ThreadwiseBot(discord.Client):
         )
         await self.service_for((key.channel, *who.places)).handle(inbound, self.port)
 
-
     async def _open_thread(self, message: discord.Message, conv: Conversation) -> ThreadKey:
         """The thread to answer in (auto-thread), else the channel's conversation key.
 

@@ -36,6 +36,7 @@ UNKNOWN_WEBHOOK = 10015
 
 
 def token_dead(exc: discord.HTTPException) -> bool:
+    """Whether Discord refused a write because the interaction token no longer works."""
     return exc.status == 401 or exc.code in (INVALID_WEBHOOK_TOKEN, UNKNOWN_WEBHOOK)
 
 

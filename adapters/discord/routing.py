@@ -6,6 +6,10 @@
 - Channels: a conversation is a reply chain rooted at the message that first mentioned the
   bot. Replying to any message of a known chain continues it from that point (replying to an
   earlier message forks a branch that sees history only up to there).
+
+"Mentioned" is @bot or @ the role Discord made for the bot. A reply to a message the
+conversation does not hold (someone else's) brings that message along: quoted, with its
+attachments.
 """
 
 from __future__ import annotations
