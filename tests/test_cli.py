@@ -89,7 +89,8 @@ async def test_an_unreachable_platform_at_start_up_is_one_line_not_a_traceback(
     closed = "http://127.0.0.1:9"  # nothing listens there
     env = clean_env(tmp_path, MODEL_API_KEY="k", SLACK_BOT_TOKEN="xoxb-1",
                     SLACK_APP_TOKEN="xapp-1", SLACK_API_URL=closed + "/api/",
-                    DISCORD_TOKEN="t.o.k", DISCORD_API_URL=closed + "/api/v10")
+                    DISCORD_TOKEN="t.o.k", DISCORD_API_URL=closed + "/api/v10",
+                    PORT="0")  # any free port: 3000 may be taken on a shared machine
     code, _, err = await cli([command], env)
     assert code == 1, err
     assert "Traceback" not in err
