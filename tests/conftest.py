@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fakes.discord_server",
     "tests.fakes.chat_port",
     "tests.fakes.log_capture",
+    "tests.fakes.cli_runner",
 ]
