@@ -59,6 +59,9 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         populate_by_name=True,
+        # `MODEL_API_KEY=` in a .env template or --env-file means "not set": otherwise
+        # the empty key hides GMI_API_KEY and an empty SLACK_APP_TOKEN forces Socket Mode.
+        env_ignore_empty=True,
     )
 
     # --- model -------------------------------------------------------------
@@ -152,10 +155,12 @@ class Settings(BaseSettings):
 
     @field_validator(
         "model_reasoning_effort", "model_verbosity", "model_temperature", "model_top_p",
-        "model_max_completion_tokens", "model_context_tokens", mode="before",
+        "model_max_completion_tokens", "model_context_tokens", "model_api_key",
+        "slack_bot_token", "slack_app_token", "slack_signing_secret", "discord_token",
+        "discord_api_url", "discord_gateway_url", mode="before",
     )
     @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
+    def _blank_is_unset(cls, value: Any) -> Any:  # "  " too, not only "" (env_ignore_empty)
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")

@@ -49,6 +49,7 @@ class SlackReadSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True,
+        env_ignore_empty=True,  # `SLACK_HISTORY_PER_MIN=` in a template means the default
     )
 
     per_minute: float = Field(40, alias="SLACK_HISTORY_PER_MIN", gt=0, le=100)
