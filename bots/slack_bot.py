@@ -9,7 +9,7 @@ import signal
 
 from slack_sdk.errors import SlackApiError
 
-from adapters.slack.bot import SlackBot, SlackStartupError, web_client
+from adapters.slack.bot import SlackBot, SlackStartupError, app_token_problem, web_client
 from adapters.slack.manifest import BOT_SCOPES, manifest_yaml
 from bots.check import CheckResult
 from bots.compose import open_core
@@ -58,10 +58,17 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         except SlackStartupError as exc:
             raise ConfigError(str(exc)) from None
         try:
-            await bot.start()
+            started = await _start_unless_stopped(bot, stop)
         except SlackStartupError as exc:
             await bot.aclose()
             raise ConfigError(str(exc)) from None
+        except BaseException:
+            await bot.aclose()
+            raise
+        if not started:
+            log.info("stopped before the Slack bot was connected")
+            await bot.aclose()
+            return
         # Replies other (dead) processes left streaming, in this workspace only.
         team = bot.handler.me.team_id if bot.handler is not None else ""
         sweeper = asyncio.create_task(
@@ -77,6 +84,26 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
             sweeper.cancel()
             await asyncio.gather(sweeper, return_exceptions=True)
             await bot.aclose(grace_s=SHUTDOWN_GRACE_S)
+
+
+async def _start_unless_stopped(bot: SlackBot, stop: asyncio.Event) -> bool:
+    """bot.start(), abandoned when stop is set first; True when the bot started.
+
+    Reaching Slack can take long (slack_sdk retries a Socket Mode connection forever),
+    and SIGTERM must still end the process then, not only SIGKILL.
+    """
+    starting = asyncio.create_task(bot.start(), name="slack-start")
+    stopping = asyncio.create_task(stop.wait(), name="slack-stop-requested")
+    try:
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when we are cancelled ourselves
+        for task in (starting, stopping):
+            task.cancel()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    starting.result()  # raises what start raised
+    return True
 
 
 async def check_slack(settings: Settings) -> list[CheckResult]:
@@ -111,7 +138,10 @@ async def check_slack(settings: Settings) -> list[CheckResult]:
     else:
         results.append(CheckResult("slack scopes", True, "all required scopes granted"))
     app_token = settings.slack_app_token
-    if app_token is not None:
+    problem = app_token_problem(app_token.get_secret_value()) if app_token is not None else None
+    if problem is not None:
+        results.append(CheckResult("slack app token", False, problem))
+    elif app_token is not None:
         try:
             await client.apps_connections_open(app_token=app_token.get_secret_value())
             results.append(CheckResult("slack app token", True, "Socket Mode connection allowed"))

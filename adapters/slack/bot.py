@@ -51,6 +51,22 @@ class SlackStartupError(Exception):
     """Slack rejected the configuration at start-up (one line, no secrets)."""
 
 
+APP_TOKEN_FIX = (
+    "Socket Mode needs the app-level token (xapp-…) with connections:write from Basic "
+    "Information → App-Level Tokens; or unset SLACK_APP_TOKEN for HTTP mode"
+)
+
+
+def app_token_problem(token: str) -> str | None:
+    """Why SLACK_APP_TOKEN cannot work, judged by its prefix alone (no network)."""
+    if token.startswith("xapp-"):
+        return None
+    if token.startswith("xox"):  # a swapped SLACK_BOT_TOKEN is the usual mistake
+        kind = {"xoxb-": "a bot token", "xoxp-": "a user token"}.get(token[:5], "an OAuth token")
+        return f"SLACK_APP_TOKEN holds {kind} ({token[:5]}…): {APP_TOKEN_FIX}"
+    return f"SLACK_APP_TOKEN is not an app-level token (xapp-…): {APP_TOKEN_FIX}"
+
+
 def web_client(
     settings: Settings, metrics: SlackMetrics | None = None, *, with_token: bool = True
 ) -> AsyncWebClient:
@@ -79,6 +95,10 @@ class SlackBot:
         self.socket_mode = settings.slack_app_token is not None
         if not self.socket_mode and settings.slack_signing_secret is None:
             raise SlackStartupError("HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN)")
+        if settings.slack_app_token is not None:
+            problem = app_token_problem(settings.slack_app_token.get_secret_value())
+            if problem is not None:
+                raise SlackStartupError(problem)
         self.host = host
         self.listen_port = settings.port if port is None else port
         self.read = read or load_read_settings()
@@ -146,9 +166,12 @@ class SlackBot:
         self.bolt = self._bolt_app(me)
         if self.socket_mode:
             assert self.settings.slack_app_token is not None
-            self._socket = AsyncSocketModeHandler(
-                self.bolt, self.settings.slack_app_token.get_secret_value(), web_client=self.client
-            )
+            app_token = self.settings.slack_app_token.get_secret_value()
+            wss_url = await self._open_socket(app_token)
+            self._socket = AsyncSocketModeHandler(self.bolt, app_token, web_client=self.client)
+            # The SDK asks for a URL only when it has none: use the one just checked
+            # rather than spend a second apps.connections.open (Tier 1).
+            self._socket.client.wss_uri = wss_url
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
         self.surface.bolt = self.bolt
         self._ready = True
@@ -167,6 +190,20 @@ class SlackBot:
             user_id=str(resp.get("user_id")), bot_id=str(resp.get("bot_id") or ""),
             team_id=str(resp.get("team_id")),
         )
+
+    async def _open_socket(self, app_token: str) -> str:
+        """apps.connections.open once: a rejected token is a config error, not a retry loop.
+
+        slack_sdk's SocketModeClient retries every failure forever (a traceback each
+        time), so a wrong SLACK_APP_TOKEN would otherwise hang `threadwise slack`.
+        """
+        try:
+            resp = await self.client.apps_connections_open(app_token=app_token)
+        except SlackApiError as exc:
+            raise SlackStartupError(
+                f"Slack rejected SLACK_APP_TOKEN: {exc.response.get('error')} ({APP_TOKEN_FIX})"
+            ) from None
+        return str(resp["url"])
 
     def _bolt_app(self, me: BotIdentity) -> AsyncApp:
         secret = self.settings.slack_signing_secret

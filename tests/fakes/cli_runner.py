@@ -27,16 +27,31 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def run(args: list[str], env: dict[str, str], stdin: bytes | None = None,
-              cwd: Path | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def start(args: list[str], env: dict[str, str],
+                cwd: Path | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bots.cli", *args, env=env, cwd=cwd or ROOT,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
+
+
+async def finish(proc: asyncio.subprocess.Process, stdin: bytes | None = None,
+                 within_s: float = 60) -> tuple[int, str, str]:
+    """Its exit code and output; a process still running after `within_s` is killed."""
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=within_s)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        pytest.fail(f"still running after {within_s} s; stderr:\n{err.decode()[-2000:]}")
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def run(args: list[str], env: dict[str, str], stdin: bytes | None = None,
+              cwd: Path | None = None, within_s: float = 60) -> tuple[int, str, str]:
+    return await finish(await start(args, env, cwd), stdin, within_s)
 
 
 @pytest.fixture
@@ -44,8 +59,8 @@ def cli(log_hygiene: LogHygiene) -> Runner:
     """Run `threadwise` and hand its output to the suite's secret scanner."""
 
     async def call(args: list[str], env: dict[str, str], stdin: bytes | None = None,
-                   cwd: Path | None = None) -> tuple[int, str, str]:
-        code, out, err = await run(args, env, stdin, cwd)
+                   cwd: Path | None = None, within_s: float = 60) -> tuple[int, str, str]:
+        code, out, err = await run(args, env, stdin, cwd, within_s)
         log_hygiene.check_output(out + err, f"threadwise {' '.join(args)[:40]}")
         return code, out, err
 

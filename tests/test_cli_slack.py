@@ -1,0 +1,72 @@
+"""`threadwise slack` start-up as an operator sees it: real processes, real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.fakes.cli_runner import Runner, clean_env, finish, start
+from tests.fakes.log_capture import LogHygiene
+from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_server import SlackServer
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def slack_env(tmp_path: Path, slack: SlackServer, model: FakeModelServer,
+              **extra: str) -> dict[str, str]:
+    return clean_env(tmp_path, MODEL_BASE_URL=model.base_url, MODEL_API_KEY="k",
+                     SLACK_API_URL=slack.api_url, SLACK_BOT_TOKEN=slack.cfg.bot_token,
+                     PORT=str(_free_port()), **extra)
+
+
+@pytest.mark.parametrize(("app_token", "says"), [
+    ("xapp-wrong", "Slack rejected SLACK_APP_TOKEN: invalid_auth"),
+    ("bot", "SLACK_APP_TOKEN holds a bot token (xoxb-…)"),
+])
+async def test_a_wrong_or_swapped_app_token_exits_2_at_once(
+    cli: Runner, slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    app_token: str, says: str,
+) -> None:
+    token = slack_server.cfg.bot_token if app_token == "bot" else app_token
+    env = slack_env(tmp_path, slack_server, model_server, SLACK_APP_TOKEN=token)
+    code, _, err = await cli(["slack"], env, within_s=20)  # it used to retry forever
+    [line] = [x for x in err.splitlines() if x.startswith("threadwise")]
+    assert code == 2 and line.startswith(f"threadwise: {says}"), err
+    assert "xapp-…" in line and "Traceback" not in err
+    code, out, _ = await cli(["check"], env)
+    assert code == 1 and "[FAIL] slack app token" in out
+    assert ("invalid_auth" if app_token != "bot" else "bot token") in out
+
+
+async def test_sigterm_stops_the_bot_while_it_is_still_connecting(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene,
+) -> None:
+    # Slack hands out a websocket URL nobody answers: slack_sdk retries it forever.
+    slack_server.api.socket_url = lambda: "ws://127.0.0.1:9/socket"
+    env = slack_env(tmp_path, slack_server, model_server,
+                    SLACK_APP_TOKEN=slack_server.cfg.app_token)
+    proc = await start(["slack"], env)
+    healthz = f"http://127.0.0.1:{env['PORT']}/healthz"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            if slack_server.calls_to("apps.connections.open"):
+                break
+            await asyncio.sleep(0.05)
+        async with http.get(healthz) as resp:
+            assert resp.status == 503  # listening, not connected
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = await finish(proc, within_s=15)
+    log_hygiene.check_output(err, "threadwise slack (SIGTERM)")
+    assert code == 0, err
+    assert "stopped before the Slack bot was connected" in err
