@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from bots.config import ConfigError, validated
 from core.model import build_model_client
 from core.model.types import ModelError, ModelMessage, ModelRequest, TextDelta, TextPart
 from core.settings import Settings
@@ -61,8 +63,34 @@ async def check_store(settings: Settings) -> CheckResult:
     return CheckResult(f"database {safe}", True, "opened and migrated")
 
 
+def check_platform_settings(settings: Settings) -> list[CheckResult]:
+    """The platforms' own variables (SLACK_HISTORY_*, DISCORD_*), which their bots load later.
+
+    A mistake there is reported even for a platform without a token: it was meant for it.
+    """
+    from adapters.discord.settings import load_discord_settings
+    from adapters.slack.history import load_read_settings
+
+    loaders: list[tuple[str, Callable[[], object], bool]] = [
+        ("slack settings", load_read_settings, settings.slack_bot_token is not None),
+        ("discord settings", load_discord_settings, settings.discord_token is not None),
+    ]
+    results = []
+    for name, load, configured in loaders:
+        try:
+            validated(load)
+        except ConfigError as exc:
+            problem = str(exc).removeprefix("invalid configuration: ")
+            results.append(CheckResult(name, False, problem))
+        else:
+            if configured:
+                results.append(CheckResult(name, True, "valid"))
+    return results
+
+
 async def run_checks(settings: Settings) -> int:
     results = [await check_store(settings), await check_model(settings)]
+    results.extend(check_platform_settings(settings))
     if settings.slack_bot_token is not None:
         from bots.slack_bot import check_slack
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -44,13 +45,21 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def load_settings(**overrides: Any) -> Settings:
+T = TypeVar("T")
+
+
+def validated(load: Callable[[], T]) -> T:
+    """Run a settings loader; any problem becomes one ConfigError line naming the variable."""
     try:
-        return Settings(**overrides)
+        return load()
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration: {describe(exc)}") from None
     except Exception as exc:  # e.g. an unreadable .env file
         raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return validated(lambda: Settings(**overrides))
 
 
 def require(settings: Settings, command: str) -> None:

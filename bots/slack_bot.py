@@ -10,10 +10,11 @@ import signal
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.bot import SlackBot, SlackStartupError, app_token_problem, web_client
+from adapters.slack.history import load_read_settings
 from adapters.slack.manifest import BOT_SCOPES, manifest_yaml
 from bots.check import CheckResult
 from bots.compose import open_core
-from bots.config import ConfigError
+from bots.config import ConfigError, validated
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,10 @@ def _quiet_sdk_loggers() -> None:
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     _quiet_sdk_loggers()
+    read = validated(load_read_settings)  # SLACK_HISTORY_*: exit 2 before anything opens
     async with open_core(settings) as core:
         try:
-            bot = SlackBot(settings, core.service, registry=core.metrics.registry)
+            bot = SlackBot(settings, core.service, registry=core.metrics.registry, read=read)
         except SlackStartupError as exc:
             raise ConfigError(str(exc)) from None
         try:

@@ -27,13 +27,18 @@ from adapters.discord.port import NO_PINGS
 from adapters.discord.summary import summary_text as discord_summary_text
 from adapters.slack.bot import web_client
 from adapters.slack.history import ReadRefused as SlackRefused
-from adapters.slack.history import SlackHistory, load_read_settings, refusal_for
+from adapters.slack.history import (
+    SlackHistory,
+    SlackReadSettings,
+    load_read_settings,
+    refusal_for,
+)
 from adapters.slack.links import SlackLink, parse_slack_link
 from adapters.slack.rate import SlackRateGate
 from adapters.slack.summary import SlackSummaries, SummaryRequest
 from adapters.slack.users import DisplayNames
 from bots.compose import open_core
-from bots.config import ConfigError
+from bots.config import ConfigError, validated
 from core.model.types import ModelError
 from core.settings import Settings
 from core.splitting import split_all
@@ -56,12 +61,14 @@ async def run_summarize(settings: Settings, link: str, *, post: bool, hours: flo
         raise ConfigError("SLACK_BOT_TOKEN is not set: a Slack link is read with the bot token")
     if chat is not None and settings.discord_token is None:
         raise ConfigError("DISCORD_TOKEN is not set: a Discord link is read with the bot token")
+    read = validated(load_read_settings) if slack is not None else None  # SLACK_HISTORY_*
     async with open_core(settings) as core:
         service = SummaryService.for_service(core.service)
         board = ProgressBoard(_to_stderr, min_gap_s=0.5)
         try:
             if slack is not None:
-                text = await _slack(settings, service, slack, post=post, hours=hours,
+                assert read is not None
+                text = await _slack(settings, service, slack, read, post=post, hours=hours,
                                     progress=board)
             else:
                 assert chat is not None
@@ -81,8 +88,8 @@ async def _to_stderr(text: str) -> None:
 
 
 async def _slack(
-    settings: Settings, service: SummaryService, link: SlackLink, *, post: bool,
-    hours: float | None, progress: ProgressBoard,
+    settings: Settings, service: SummaryService, link: SlackLink, read: SlackReadSettings, *,
+    post: bool, hours: float | None, progress: ProgressBoard,
 ) -> str:
     client = web_client(settings)
     try:
@@ -91,7 +98,6 @@ async def _slack(
         raise ConfigError(f"Slack rejected SLACK_BOT_TOKEN: {exc.response.get('error')}"
                           ) from None
     team = str(me.get("team_id") or "")
-    read = load_read_settings()
     gate = SlackRateGate(1.0, read.rate_overrides())
     history = SlackHistory(client, gate, DisplayNames(client, gate, team=team), team=team,
                            workspace_url=str(me.get("url") or ""), read=read)

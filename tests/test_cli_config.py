@@ -36,3 +36,33 @@ async def test_empty_slack_tokens_are_unset_not_sent_to_slack(
     code, _, err = await cli(["slack"], {**base, "SLACK_BOT_TOKEN": " ",
                                          "SLACK_APP_TOKEN": ""})
     assert code == 2 and err.startswith("threadwise: SLACK_BOT_TOKEN is not set"), err
+
+
+def one_line(err: str) -> str:
+    [line] = [x for x in err.splitlines() if x.startswith("threadwise")]
+    assert "Traceback" not in err, err
+    return line
+
+
+async def test_bad_slack_history_settings_exit_2_naming_the_variable(
+    cli: Runner, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path, MODEL_API_KEY="k", SLACK_BOT_TOKEN="xoxb-1",
+                    SLACK_SIGNING_SECRET="s", SLACK_API_URL="http://127.0.0.1:9/api/")
+    code, _, err = await cli(["slack"], {**env, "SLACK_HISTORY_PER_MIN": "abc"})
+    assert code == 2 and "SLACK_HISTORY_PER_MIN: Input should be a valid number" in one_line(err)
+    link = "https://x.slack.com/archives/C0GENERAL/p1700000000000100"
+    code, _, err = await cli(["summarize", link], {**env, "SLACK_HISTORY_PAGE_SIZE": "5000"})
+    assert code == 2 and "SLACK_HISTORY_PAGE_SIZE: Input should be less than or equal to 1000" \
+        in one_line(err)
+
+
+async def test_check_reports_invalid_platform_settings(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API_KEY="k",
+                    SLACK_HISTORY_PER_MIN="abc", DISCORD_USER_RATE_PER_MIN="-1")
+    code, out, err = await cli(["check"], env)
+    assert code == 1 and "all checks passed" not in err
+    assert "[FAIL] slack settings: SLACK_HISTORY_PER_MIN" in out
+    assert "[FAIL] discord settings: DISCORD_USER_RATE_PER_MIN" in out
