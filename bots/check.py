@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bots.config import ConfigError, validated
 from core.model import build_model_client
 from core.model.types import ModelError, ModelMessage, ModelRequest, TextDelta, TextPart
-from core.settings import Settings
+from core.settings import Settings, is_loopback_url
 from core.store import open_store
 
 
@@ -28,7 +28,8 @@ def _line(result: CheckResult) -> str:
 
 async def check_model(settings: Settings) -> CheckResult:
     name = f"model {settings.model_name} ({settings.model_api} API at {settings.model_base_url})"
-    if settings.model_api_key is None:
+    if settings.model_api_key is None and not is_loopback_url(settings.model_base_url):
+        # Same rule as `threadwise chat`: a server on this machine needs no key.
         return CheckResult(name, False, "no key: set MODEL_API_KEY (or GMI_API_KEY/OPENAI_API_KEY)")
     client = build_model_client(settings)
     started = time.monotonic()
