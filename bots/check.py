@@ -47,9 +47,39 @@ async def check_model(settings: Settings) -> CheckResult:
         took = time.monotonic() - started
         return CheckResult(name, True, f"answered in {took:.1f} s ({got.strip()[:20]!r})")
     except ModelError as exc:
-        return CheckResult(name, False, exc.reason)
+        return CheckResult(name, False, explain(exc, settings))
     finally:
         await client.aclose()
+
+
+def _innermost(exc: BaseException) -> str:
+    """The text of the error at the bottom of the chain, e.g. '[Errno 111] Connect call failed'.
+
+    Replies show only 'could not reach …'; an operator running check needs the why.
+    """
+    inner, seen = exc, {id(exc)}
+    while (nxt := inner.__cause__ or inner.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        inner = nxt
+    return "" if inner is exc else " ".join(str(inner).split())[:300]
+
+
+def explain(exc: ModelError, settings: Settings) -> str:
+    """The reason plus the underlying error and a hint for the usual mistakes (no secrets)."""
+    detail = exc.reason
+    cause = _innermost(exc) if exc.status is None else ""  # a status already has its reason
+    if cause and cause not in detail:
+        detail += f": {cause}"
+    base = settings.model_base_url
+    if "WRONG_VERSION_NUMBER" in detail and base.startswith("https://"):
+        detail += " (the server speaks plain HTTP: use http:// in MODEL_BASE_URL)"
+    if exc.status == 404:
+        detail += ("; is MODEL_NAME spelled as the provider lists it?" if base.endswith("/v1/")
+                   else "; does MODEL_BASE_URL end in /v1?")
+    key = settings.model_api_key.get_secret_value() if settings.model_api_key else ""
+    if len(key) >= 6:  # as the log scrubber: shorter "keys" would mangle ordinary words
+        detail = detail.replace(key, "[redacted]")
+    return detail
 
 
 async def check_store(settings: Settings) -> CheckResult:

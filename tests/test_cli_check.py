@@ -16,3 +16,31 @@ async def test_check_needs_no_key_for_a_loopback_model_server(
     assert code == 0, out + err
     assert "[ok  ] model" in out and "no key" not in out
     assert model_server.requests, "check sent its tiny request without a key"
+
+
+async def check_model_line(cli: Runner, tmp_path: Path, base_url: str) -> str:
+    env = clean_env(tmp_path, MODEL_BASE_URL=base_url, MODEL_API_KEY="sk-checksecret123456789",
+                    MODEL_MAX_RETRIES="0")
+    code, out, err = await cli(["check"], env)
+    assert code == 1, out + err
+    [line] = [x for x in out.splitlines() if x.startswith("[FAIL] model")]
+    assert "sk-checksecret123456789" not in out + err
+    return line
+
+
+async def test_check_shows_why_the_model_server_could_not_be_reached(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    refused = await check_model_line(cli, tmp_path, "http://127.0.0.1:9/v1")
+    assert "could not reach the model provider at 127.0.0.1:9: " in refused
+    assert "Connect call failed" in refused or "refused" in refused.lower()
+    tls = await check_model_line(cli, tmp_path, model_server.base_url.replace("http:", "https:"))
+    assert "WRONG_VERSION_NUMBER" in tls and "use http://" in tls
+
+
+async def test_check_hints_at_v1_when_the_endpoint_is_not_found(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    without_v1 = model_server.base_url.removesuffix("/").removesuffix("/v1")
+    line = await check_model_line(cli, tmp_path, without_v1)
+    assert "(404)" in line and "does MODEL_BASE_URL end in /v1?" in line
