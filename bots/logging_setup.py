@@ -64,6 +64,10 @@ def configure_logging(level: str, fmt: str, secrets: Iterable[str]) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Client libraries log full request bodies at DEBUG; keep them at INFO or above.
-    for noisy in ("httpx", "httpx2", "httpcore", "openai", "slack_sdk", "slack_bolt",
-                  "discord", "aiosqlite", "asyncio"):
+    for noisy in ("slack_sdk", "slack_bolt", "discord", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # HTTP clients log a line per request at INFO ("HTTP Request: POST …"), which
+    # floods `threadwise chat` mid-answer and the bots' logs: only at LOG_LEVEL=DEBUG.
+    http_level = logging.INFO if level == "DEBUG" else logging.WARNING
+    for chatty in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
+        logging.getLogger(chatty).setLevel(max(http_level, logging.getLevelName(level)))

@@ -111,3 +111,17 @@ async def test_chat_attaches_an_image_and_resets(
     assert "attached pic.png" in out and "A blue banner." in out and "history cleared" in out
     assert "data:image/" in str(model_server.requests[0].body)
     assert "what is it?" not in str(model_server.requests[1].body)
+
+
+async def test_chat_does_not_print_http_request_lines_inside_the_answer(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    model_server.reply("Quiet answer.")
+    model_server.reply("Loud answer.")
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url)
+    code, out, err = await cli(["chat"], env, stdin=b"hello\n/quit\n")
+    assert code == 0 and "Quiet answer." in out, err
+    assert "HTTP Request" not in out + err
+    # LOG_LEVEL=DEBUG is how an operator asks for them.
+    code, out, err = await cli(["chat"], {**env, "LOG_LEVEL": "DEBUG"}, stdin=b"hi\n/quit\n")
+    assert code == 0 and "HTTP Request: POST" in err

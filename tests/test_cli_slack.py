@@ -70,3 +70,27 @@ async def test_sigterm_stops_the_bot_while_it_is_still_connecting(
     log_hygiene.check_output(err, "threadwise slack (SIGTERM)")
     assert code == 0, err
     assert "stopped before the Slack bot was connected" in err
+
+
+async def test_a_normal_start_logs_no_sdk_warning_and_sigterm_stops_it(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene,
+) -> None:
+    env = slack_env(tmp_path, slack_server, model_server,
+                    SLACK_SIGNING_SECRET=slack_server.signing_secret)
+    proc = await start(["slack"], env)
+    healthz = f"http://127.0.0.1:{env['PORT']}/healthz"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(healthz) as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = await finish(proc, within_s=30)
+    log_hygiene.check_output(err, "threadwise slack")
+    assert code == 0 and "Slack bot ready" in err, err
+    assert "WARNING" not in err and "will be unused" not in err, err

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -45,6 +46,15 @@ SUGGESTED_PROMPTS = [
 
 
 WELCOME_TTL_S = 365 * 24 * 3600  # greet a person in the Messages tab once a year at most
+
+
+class _SkipMessage(logging.Filter):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self._message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self._message
 
 
 class SlackStartupError(Exception):
@@ -219,18 +229,27 @@ class SlackBot:
             # again on (every concurrent) first request.
             return identity
 
-        app = AsyncApp(
-            # Bolt's own client carries no token (authorize supplies it); our listeners
-            # use self.client. Same API base and retry policy either way.
-            client=web_client(self.settings, self.metrics, with_token=False),
-            authorize=authorize,
-            signing_secret=secret.get_secret_value() if secret is not None else None,
-            request_verification_enabled=not self.socket_mode,
-            # Our listeners only schedule work, so running them before the 200 is cheap
-            # and keeps "accepted" meaning "scheduled".
-            process_before_response=True,
-            logger=logging.getLogger("threadwise.slack.bolt"),
-        )
+        bolt_log = logging.getLogger("threadwise.slack.bolt")
+        # Bolt reads SLACK_BOT_TOKEN from the environment itself when no token is
+        # passed, then warns on every start that our client wins over it, which is the
+        # intent (authorize supplies the token): drop that one warning.
+        skip = _SkipMessage(warning_client_prioritized_and_token_skipped())
+        bolt_log.addFilter(skip)
+        try:
+            app = AsyncApp(
+                # Bolt's own client carries no token (authorize supplies it); our
+                # listeners use self.client. Same API base and retry policy either way.
+                client=web_client(self.settings, self.metrics, with_token=False),
+                authorize=authorize,
+                signing_secret=secret.get_secret_value() if secret is not None else None,
+                request_verification_enabled=not self.socket_mode,
+                # Our listeners only schedule work, so running them before the 200 is
+                # cheap and keeps "accepted" meaning "scheduled".
+                process_before_response=True,
+                logger=bolt_log,
+            )
+        finally:
+            bolt_log.removeFilter(skip)
         # Bolt logs the whole raw body of every badly signed request at INFO; we log
         # the rejection ourselves (adapters/slack/http.py) without the body.
         logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.WARNING)
