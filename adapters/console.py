@@ -79,6 +79,12 @@ def _read_capped(path: Path, max_bytes: int) -> bytes | None:
     return None if len(data) > max_bytes else data
 
 
+def _looks_like_command(line: str) -> bool:
+    """'/bogus' or '/bogus args' is a command; '/usr/bin is…' (a path) is a message."""
+    word = line.split()[0]
+    return word.startswith("/") and len(word) > 1 and "/" not in word[1:]
+
+
 async def _read_line(prompt: str) -> str | None:
     try:
         return await asyncio.to_thread(input, prompt)
@@ -109,7 +115,7 @@ async def run_console(service: ConversationService, *, session: str = "default",
             pending.clear()
             out.write("(history cleared: the next message starts a new conversation)\n")
             continue
-        if line.startswith("/image"):
+        if line.split()[0] == "/image":
             path = line[len("/image"):].strip()
             if not path:
                 out.write("usage: /image PATH\n")
@@ -120,6 +126,9 @@ async def run_console(service: ConversationService, *, session: str = "default",
                 continue
             pending.append(FileRef(id=str(file), name=file.name, url=str(file)))
             out.write(f"(attached {file.name}; it goes with your next message)\n")
+            continue
+        if _looks_like_command(line):  # a typo must not become a question to the model
+            out.write(f"unknown command {line.split()[0]}, try /help\n")
             continue
         counter += 1
         inbound = Inbound(

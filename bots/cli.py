@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from bots.config import ConfigError, load_settings, require
 from bots.logging_setup import configure_logging
@@ -36,27 +37,84 @@ examples:
 """
 
 
+HOURS_RANGE = "1–168"  # core.summary_service.MAX_HOURS (a week); not imported: --help stays fast
+
+CHAT_HELP = """\
+A conversation with the configured model in this terminal, through the same core
+and history as the bots (kept per --session in DATABASE_URL). Type a message and
+press Enter; the answer streams in. Commands inside the chat:
+  /image PATH   attach an image, PDF or text file to your next message
+  /reset        forget this session's history and start over
+  /help         list these commands
+  /quit         leave (Ctrl-D works too)
+"""
+
+SLACK_HELP = """\
+Run the Slack bot until SIGINT/SIGTERM (running replies get up to 20 s to finish).
+Socket Mode when SLACK_APP_TOKEN (xapp-…) is set: no public URL needed. Otherwise
+HTTP mode: Slack posts events to POST /slack/events on PORT (needs
+SLACK_SIGNING_SECRET). Both modes serve GET /healthz and GET /metrics on PORT.
+Needs SLACK_BOT_TOKEN (xoxb-…) and a model key (not for a loopback MODEL_BASE_URL).
+"""
+
+CHECK_HELP = """\
+Validate every setting, open the database, send the model one tiny request and,
+for each configured platform, check its tokens (and Slack's scopes). Prints one
+line per check; exit 0 when all pass, 1 when any fails, 2 on invalid settings.
+"""
+
+MANIFEST_HELP = """\
+Print a ready-to-paste app manifest (YAML) with exactly the scopes, events,
+shortcuts and slash command threadwise uses. Paste it at api.slack.com/apps →
+Create New App → From a manifest. It is set up for Socket Mode; its leading
+comments say what to change for HTTP mode.
+"""
+
+SUMMARIZE_HELP = f"""\
+Summarize a thread (or, with --hours, the link's channel) to stdout; progress goes
+to stderr. Reading uses the bot's own token, so the bot must be able to read there:
+  Slack link    https://WORKSPACE.slack.com/archives/C…/p…   needs SLACK_BOT_TOKEN
+  Discord link  https://discord.com/channels/GUILD/CHANNEL[/MESSAGE]   needs DISCORD_TOKEN
+--hours takes {HOURS_RANGE} hours.
+"""
+
+
+def _version() -> str:
+    try:
+        return f"threadwise {metadata.version('threadwise')}"
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "threadwise (version unknown: not installed as a package)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="threadwise", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub.add_parser("slack", help="run the Slack bot (Socket Mode or HTTP mode on PORT)")
+    raw = argparse.RawDescriptionHelpFormatter
+    sub.add_parser("slack", help="run the Slack bot (Socket Mode or HTTP mode on PORT)",
+                   description=SLACK_HELP, formatter_class=raw)
     discord = sub.add_parser("discord", help="run the Discord bot")
     discord.add_argument("--invite-url", action="store_true",
                          help="print the bot's invite URL (minimal permissions) and exit")
-    chat = sub.add_parser("chat", help="a terminal conversation with the configured model")
+    chat = sub.add_parser("chat", help="a terminal conversation with the configured model",
+                          description=CHAT_HELP, formatter_class=raw)
     chat.add_argument("--session", default="default",
                       help="conversation name; history is kept per session (default: default)")
-    summarize = sub.add_parser("summarize", help="summarize a Slack or Discord thread link")
+    summarize = sub.add_parser("summarize", help="summarize a Slack or Discord thread link",
+                               description=SUMMARIZE_HELP, formatter_class=raw)
     summarize.add_argument("link", help="a Slack permalink or a Discord message/thread link")
     summarize.add_argument("--post", action="store_true", help="also post it in the thread")
     summarize.add_argument("--hours", type=float, default=None, metavar="N",
-                           help="summarize the link's channel over its last N hours instead")
-    sub.add_parser("check", help="validate the configuration and reach each configured service")
-    manifest = sub.add_parser("manifest", help="print a platform app manifest")
-    manifest.add_argument("platform", choices=["slack"])
+                           help=f"summarize the link's channel over its last N hours instead "
+                                f"(N: {HOURS_RANGE})")
+    sub.add_parser("check", help="validate the configuration and reach each configured service",
+                   description=CHECK_HELP, formatter_class=raw)
+    manifest = sub.add_parser("manifest", help="print a platform app manifest",
+                              description=MANIFEST_HELP, formatter_class=raw)
+    manifest.add_argument("platform", choices=["slack"], help="the platform (only slack)")
     return parser
 
 

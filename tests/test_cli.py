@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from core.summary_service import MAX_HOURS
 from tests.fakes.cli_runner import Runner, clean_env
 from tests.fakes.model_server import FakeModelServer
 
@@ -15,6 +17,29 @@ async def test_help_lists_every_command(cli: Runner, tmp_path: Path) -> None:
     assert code == 0
     for command in ("slack", "discord", "chat", "summarize", "check", "manifest"):
         assert command in out
+
+
+@pytest.mark.parametrize(("command", "says"), [
+    ("slack", ["Socket Mode when SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "/healthz"]),
+    ("check", ["send the model one tiny request", "exit 0 when all pass"]),
+    ("manifest", ["api.slack.com/apps", "HTTP mode"]),
+    ("chat", ["/image PATH", "/reset", "/help", "/quit"]),
+    ("summarize", [f"1–{MAX_HOURS}", "SLACK_BOT_TOKEN", "DISCORD_TOKEN"]),
+])
+async def test_each_command_help_says_what_it_does(
+    cli: Runner, tmp_path: Path, command: str, says: list[str]
+) -> None:
+    code, out, _ = await cli([command, "--help"], clean_env(tmp_path))
+    assert code == 0
+    description = out.split("\n\n")[1]  # the paragraph after the usage line
+    assert not description.startswith(("positional arguments", "options")), out
+    for words in says:
+        assert words in out
+
+
+async def test_version_comes_from_the_package_metadata(cli: Runner, tmp_path: Path) -> None:
+    code, out, _ = await cli(["--version"], clean_env(tmp_path))
+    assert code == 0 and out == f"threadwise {metadata.version('threadwise')}\n"
 
 
 async def test_invalid_setting_exits_2_with_one_line_naming_it(cli: Runner, tmp_path: Path) -> None:
@@ -125,3 +150,13 @@ async def test_chat_does_not_print_http_request_lines_inside_the_answer(
     # LOG_LEVEL=DEBUG is how an operator asks for them.
     code, out, err = await cli(["chat"], {**env, "LOG_LEVEL": "DEBUG"}, stdin=b"hi\n/quit\n")
     assert code == 0 and "HTTP Request: POST" in err
+
+
+async def test_chat_answers_an_unknown_command_itself(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url)
+    code, out, err = await cli(["chat"], env, stdin=b"/bogus\n/quit\n")
+    assert code == 0, err
+    assert "unknown command /bogus, try /help" in out
+    assert model_server.requests == []  # the typo never reached the model
