@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.fakes.cli_runner import Runner, clean_env
 from tests.fakes.model_server import FakeModelServer
@@ -66,3 +73,32 @@ async def test_check_reports_invalid_platform_settings(
     assert code == 1 and "all checks passed" not in err
     assert "[FAIL] slack settings: SLACK_HISTORY_PER_MIN" in out
     assert "[FAIL] discord settings: DISCORD_USER_RATE_PER_MIN" in out
+
+
+def _as_another_user() -> list[str]:
+    """A command prefix under which file permissions apply (they never do to root)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+async def test_a_database_in_a_read_only_directory_is_called_read_only(tmp_path: Path) -> None:
+    prefix = _as_another_user()
+    with tempfile.TemporaryDirectory() as top:  # under /tmp: reachable by the other user
+        locked = Path(top) / "readonly"
+        locked.mkdir()
+        os.chmod(top, 0o755)
+        os.chmod(locked, 0o555)
+        env = clean_env(tmp_path, DATABASE_URL=f"sqlite:///{locked / 'tw.db'}",
+                        MODEL_BASE_URL="http://127.0.0.1:9/v1", MODEL_MAX_RETRIES="0")
+        proc = await asyncio.create_subprocess_exec(
+            *prefix, sys.executable, "-m", "bots.cli", "check", env=env, cwd=top,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+        os.chmod(locked, 0o755)
+    [line] = [x for x in out.decode().splitlines() if x.startswith("[FAIL] database")]
+    assert f"its directory {locked} is read-only" in line, line
+    assert "check that the path exists" not in line

@@ -22,6 +22,24 @@ def checked_location(relative: str) -> str:
     return path
 
 
+def _cannot_open(path: str) -> str:
+    """Why SQLite could not open an existing path (it only says 'unable to open')."""
+    who = f"this user (uid {os.getuid()})" if hasattr(os, "getuid") else "this user"
+    directory = os.path.dirname(path) or "."
+    if os.path.exists(path):
+        if not os.access(path, os.R_OK | os.W_OK):
+            kind = "read-only" if os.access(path, os.R_OK) else "not readable"
+            return (f"the file exists but is {kind} for {who}; threadwise needs to read "
+                    "and write it (and its directory)")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return (f"its directory {directory} is read-only for {who}; SQLite creates its "
+                    "-wal and -shm files there")
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        return (f"the file does not exist and its directory {directory} is read-only for "
+                f"{who}, so it cannot be created")
+    return "check that the path exists and that threadwise may read and write it"
+
+
 def is_busy(exc: sqlite3.Error) -> bool:
     """Another connection holds the lock this statement needs."""
     name = str(getattr(exc, "sqlite_errorname", ""))
@@ -50,10 +68,7 @@ def explain(exc: sqlite3.Error, label: str, busy_timeout_ms: int) -> StoreUnavai
             "the bot's operator needs to fix its permissions",
         )
     if name.startswith("SQLITE_CANTOPEN") or "unable to open database file" in text:
-        return StoreUnavailable(
-            f"cannot open SQLite database at {label}: check that the path exists and "
-            "that threadwise may read and write it"
-        )
+        return StoreUnavailable(f"cannot open SQLite database at {label}: {_cannot_open(label)}")
     if name.startswith("SQLITE_FULL"):
         return StoreUnavailable(
             f"the disk holding the SQLite database at {label} is full",
