@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,6 +55,12 @@ def validated(load: Callable[[], T]) -> T:
         return load()
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration: {describe(exc)}") from None
+    except UnicodeDecodeError as exc:  # only .env is decoded; the environment never fails
+        where = os.path.join(os.getcwd(), ".env")
+        raise ConfigError(
+            f"invalid configuration: {where} is not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
     except Exception as exc:  # e.g. an unreadable .env file
         raise ConfigError(f"invalid configuration: {exc}") from None
 

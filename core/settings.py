@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     # --- operations --------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
-    threadwise_config: str | None = Field(None, alias="THREADWISE_CONFIG")
+    # THREADWISE_CONFIG (per-channel overrides from TOML, DESIGN.md §3) is not read:
+    # nothing implements it yet, and a field nobody uses would suggest it works.
 
     # --- several processes (not part of the contract) ------------------------
     # How long a thread's lease outlives a process that died holding it; a live
@@ -167,6 +168,14 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "model_api", "log_format", "model_image_detail", "model_reasoning_effort",
+        "model_verbosity", mode="before",
+    )
+    @classmethod
+    def _lower(cls, value: Any) -> Any:  # LOG_FORMAT=JSON works like LOG_LEVEL=info does
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("model_base_url", "slack_api_url")
     @classmethod

@@ -102,3 +102,21 @@ async def test_a_database_in_a_read_only_directory_is_called_read_only(tmp_path:
     [line] = [x for x in out.decode().splitlines() if x.startswith("[FAIL] database")]
     assert f"its directory {locked} is read-only" in line, line
     assert "check that the path exists" not in line
+
+
+async def test_choice_settings_ignore_case_like_log_level(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, MODEL_API="Chat",
+                    LOG_FORMAT="JSON", LOG_LEVEL="info")
+    code, out, err = await cli(["check"], env)
+    assert code == 0, out + err
+    logged = [line for line in err.splitlines() if line.startswith("{")]
+    assert logged and all('"level": ' in line for line in logged), err  # JSON log lines
+
+
+async def test_a_non_utf8_env_file_is_named(cli: Runner, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes("MODEL_NAME=café\n".encode("latin-1"))
+    code, _, err = await cli(["check"], clean_env(tmp_path), cwd=tmp_path)
+    line = one_line(err)
+    assert code == 2 and f"{tmp_path / '.env'} is not UTF-8 text" in line, err
