@@ -197,6 +197,24 @@ async def test_summarize_24h_reads_the_channel_since_then_and_its_threads(
     assert "**Dave**: watch dashboards [#3](" in summary.text
 
 
+async def test_a_reply_also_sent_to_the_channel_is_summarized_once(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+) -> None:
+    # "Also send to channel" puts the reply in the channel's history and its thread:
+    # read both ways, it must still count once (or the summary cites it twice).
+    add_people(slack_server)
+    now = time.time()
+    root = slack_server.user_post(CHANNEL, "U0BOB", "Deploy tonight?", at=now - 2 * 3600)
+    slack_server.user_post(CHANNEL, "U0CAROL", "Yes, after 20:00", thread_ts=root.ts,
+                           at=now - 3600, broadcast=True)
+    model_server.reply("### Key points\n- Deploy after 20:00 [m1][m2]")
+    async with running_bot(slack_server, model_server, tmp_path, speed=20) as bot:
+        await slack_server.slash_command(bot.url, channel=CHANNEL, user="U0ALICE", text="24h")
+        await bot.idle()
+    content = user_text(model_server.requests[0].body)
+    assert content.count("after 20:00") == 1
+
+
 async def test_private_summary_reaches_only_the_requester(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
 ) -> None:

@@ -122,9 +122,13 @@ class SlackHistory:
                                     {"channel": channel, "ts": ts, "oldest": params["oldest"]},
                                     None, "a thread")
             replies[ts] = [r for r in got if str(r.get("ts")) != ts]
+        # A reply also sent to the channel comes back in both reads: keep it in its thread.
+        in_threads = {str(r.get("ts")) for got in replies.values() for r in got}
         out: list[SourceMessage] = []
         for m in raw:
             ts = str(m.get("ts"))
+            if ts in in_threads:
+                continue
             out.extend(await self._sources(channel, [m], None))
             if ts in replies:
                 out.extend(await self._sources(channel, replies[ts], ts))
