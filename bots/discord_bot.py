@@ -13,6 +13,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,9 @@ from core.service import ConversationService
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Like `threadwise slack`: docker-compose.yml's stop_grace_period (30 s) leaves room for it.
+SHUTDOWN_GRACE_S = 20.0
 
 MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT(_LIMITED)
 INTENT_FIX = (
@@ -189,7 +193,7 @@ async def running_discord(
             service_for_model=services.get, guild_ready_timeout=guild_ready_timeout,
         )
         health = (
-            HealthServer(ready=bot.is_ready, metrics=core.metrics.render) if serve_health else None
+            HealthServer(ready=bot.accepting, metrics=core.metrics.render) if serve_health else None
         )
         with endpoints_overridden(settings.discord_api_url, settings.discord_gateway_url):
             try:
@@ -223,9 +227,35 @@ async def running_discord(
 
 
 async def run_discord(settings: Settings) -> None:
-    """`threadwise discord`: run the bot until the process is stopped."""
-    async with running_discord(settings) as running:
+    """`threadwise discord`: run until SIGINT/SIGTERM, then finish the replies being
+    written (up to SHUTDOWN_GRACE_S) and stop. In Docker the bot is PID 1, which ignores
+    an unhandled SIGTERM: without this `docker stop` would wait and then SIGKILL."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        async with running_discord(settings) as running:
+            await _until_stopped(running, stop)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _until_stopped(running: RunningDiscord, stop: asyncio.Event) -> None:
+    stopping = asyncio.create_task(stop.wait(), name="discord-stop-signal")
+    try:
+        await asyncio.wait({running.connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if running.connection.done():  # the gateway connection ended by itself
         try:
-            await running.connection
+            running.connection.result()
         except discord.PrivilegedIntentsRequired:
             raise ConfigError(f"Discord refused the message content intent: {INTENT_FIX}") from None
+        return
+    log.info("stopping the Discord bot: finishing the replies being written")
+    await running.bot.drain(SHUTDOWN_GRACE_S)

@@ -1,10 +1,13 @@
-"""Messages Discord delivers more than once, or about places the bot has not seen yet."""
+"""Messages Discord delivers more than once, or about places the bot has not seen yet; and
+replies still being written when the bot is told to stop."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
+from core.orphans import INTERRUPTED
 from tests.fakes.discord_harness import answer_to, start_bot
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.model_requests import seen_texts
@@ -54,3 +57,28 @@ async def test_a_thread_the_bot_never_heard_of_is_still_a_thread(
         await answer_to(discord_server, second, "You said blue.")
     seen = "\n".join(seen_texts(model_server.requests[-1].body))
     assert "my colour is blue" in seen and "Noted: blue." in seen  # one conversation
+
+
+async def test_a_reply_outlasting_the_stop_grace_keeps_what_it_showed_and_is_marked_later(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    # `docker stop` while an essay is being written: the bot waits for it only so long
+    # (Docker SIGKILLs after its stop_grace_period), then stops with the reply cut short.
+    model_server.reply(" ".join(f"word{i}" for i in range(400)), tokens_per_s=10)
+    general = discord_server.channel_id()
+    quick = {"THREADWISE_LEASE_TTL_S": 1, "THREADWISE_ORPHAN_SWEEP_S": 0.2}
+    async with start_bot(discord_server, model_server, tmp_path, **quick) as running:
+        await discord_server.user_says(general, "write me an essay")
+        await discord_server.until(lambda: any(m["content"] for m in
+                                               discord_server.bot_messages(general)))
+        started = time.monotonic()
+        await running.bot.drain(grace_s=0.5)
+        assert time.monotonic() - started < 2.0
+    [cut] = discord_server.bot_messages(general)
+    shown = cut["content"]
+    assert shown.startswith("word0") and "word399" not in shown
+
+    async with start_bot(discord_server, model_server, tmp_path, **quick):
+        await discord_server.until(
+            lambda: discord_server.bot_messages(general)[0]["content"].endswith(INTERRUPTED))
+    assert discord_server.bot_messages(general)[0]["content"].startswith(shown)

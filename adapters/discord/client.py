@@ -70,7 +70,7 @@ class ThreadwiseBot(discord.Client):
         self.discord_settings = discord_settings
         self.service = service
         self._service_for_model = service_for_model
-        self.tree = app_commands.CommandTree(self)
+        self.tree = TrackedCommandTree(self)
         self.attachments = AttachmentIndex()
         self.port = DiscordPort(self, self.attachments)
         self.models = ModelChoices(settings.model_name, discord_settings.models, service)
@@ -85,7 +85,8 @@ class ThreadwiseBot(discord.Client):
             summaries = SummaryService.for_service(service)
         self.summaries = summaries  # /summarize is offered when set
         self._seen: Remembered[bool] = Remembered(4096)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # turns and commands being answered
+        self.draining = False  # stopping: nothing new is taken on
 
     # --- lifecycle -------------------------------------------------------------
     async def setup_hook(self) -> None:
@@ -109,7 +110,27 @@ class ThreadwiseBot(discord.Client):
         user = self.user
         log.info("connected to Discord as %s in %d server(s)", user, len(self.guilds))
 
+    def accepting(self) -> bool:
+        """Connected and taking messages (/healthz): not while stopping."""
+        return self.is_ready() and not self.draining
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking messages and commands; wait up to grace_s for the replies being
+        written. close() then cancels what is left: the core keeps what each showed, and
+        the next start marks it interrupted."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self._tasks:
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning("stopping with %d reply(ies) still being written", len(self._tasks))
+                return
+            # asyncio.wait, not gather: running out of time must not cancel them here.
+            await asyncio.wait(list(self._tasks), timeout=left)
+
     async def close(self) -> None:
+        self.draining = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -119,9 +140,21 @@ class ThreadwiseBot(discord.Client):
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run work off the gateway loop; keep a reference so it is not collected."""
-        task = asyncio.create_task(coro)
+        self._track(asyncio.create_task(coro))
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def take_command(self) -> bool:
+        """Whether to run the slash command whose task is running this; tracked like a turn
+        so a graceful stop lets it finish too. Refused while stopping: during a rolling
+        deploy the other process answers it."""
+        task = asyncio.current_task()
+        if self.draining or task is None:
+            return False
+        self._track(task)
+        return True
 
     def service_for(self, places: tuple[str, ...]) -> Conversations:
         """The service answering here: the /model choice of the channel (or of a thread's
@@ -133,8 +166,8 @@ class ThreadwiseBot(discord.Client):
 
     # --- messages ----------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot:
-            return  # cheap early exit; the router checks again
+        if message.author.bot or self.draining:
+            return  # cheap early exit (the router checks bots again); stopping: take no more
         self.spawn(self._answer(message))
 
     async def _answer(self, message: discord.Message) -> None:
@@ -218,6 +251,13 @@ class ThreadwiseBot(discord.Client):
             log.warning("could not open a thread for %s: %s", message.id, exc)
             return conv.key
         return thread_key(guild.id, thread.id)
+
+
+class TrackedCommandTree(app_commands.CommandTree[ThreadwiseBot]):
+    """Slash commands run in tasks discord.py starts; the bot keeps track of them."""
+
+    async def interaction_check(self, interaction: discord.Interaction[ThreadwiseBot], /) -> bool:
+        return self.client.take_command()
 
 
 class ShardedThreadwiseBot(ThreadwiseBot, discord.AutoShardedClient):

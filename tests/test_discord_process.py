@@ -1,0 +1,91 @@
+"""`threadwise discord` as an operator runs it: a real process against the Discord emulator
+and the fake model (both in this test process), judged by exit codes, stderr and what the
+channel shows."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.fakes.bot_processes import BotProcess, Fleet, clean_env
+from tests.fakes.discord_server import DiscordServer
+from tests.fakes.known_secrets import MODEL_API_KEY
+from tests.fakes.log_capture import LogHygiene
+from tests.fakes.model_server import FakeModelServer
+
+EXIT_WAIT_S = 30.0
+
+
+def discord_env(server: DiscordServer, model: FakeModelServer, db: Path) -> dict[str, str]:
+    return clean_env(
+        MODEL_BASE_URL=model.base_url, MODEL_API_KEY=MODEL_API_KEY,
+        DATABASE_URL=f"sqlite:///{db}", DISCORD_TOKEN=server.token,
+        DISCORD_API_URL=server.api_url, DISCORD_GATEWAY_URL=server.gateway_url,
+    )
+
+
+@pytest_asyncio.fixture
+async def fleet(tmp_path: Path, log_hygiene: LogHygiene) -> AsyncIterator[Fleet]:
+    async with Fleet(tmp_path, "discord", scan=log_hygiene.check_output) as running:
+        yield running
+
+
+async def exit_code(bot: BotProcess) -> int:
+    try:
+        return await asyncio.wait_for(bot.proc.wait(), EXIT_WAIT_S)
+    except TimeoutError:
+        log = bot.log()[-3000:]
+        raise AssertionError(f"still running {EXIT_WAIT_S:.0f} s later:\n{log}") from None
+
+
+async def health(bot: BotProcess) -> int:
+    async with aiohttp.ClientSession() as http, http.get(bot.url + "/healthz") as resp:
+        return resp.status
+
+
+def stored_replies(db: Path) -> list[tuple[str, str]]:
+    with closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT status, text FROM messages WHERE role = 'assistant' ORDER BY id"
+        ).fetchall()
+    return [(str(status), str(text)) for status, text in rows]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_mid_reply_lets_the_reply_finish_then_exits_0(
+    fleet: Fleet, discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    sig: signal.Signals,
+) -> None:
+    """`docker stop` (SIGTERM) or Ctrl-C while the bot is writing: the answer still ends
+    properly, /healthz says 503 and nobody new is answered meanwhile, and it exits 0."""
+    server, db = discord_server, tmp_path / "threadwise.db"
+    answer = " ".join(f"word{i}" for i in range(60))
+    model_server.reply(answer, tokens_per_s=20)  # about 3 s of writing
+    [bot] = await fleet.start(discord_env(server, model_server, db))
+    general = server.channel_id()
+    asked = await server.user_says(general, "tell me a long story")
+    await server.until(lambda: any(m["content"] for m in server.bot_messages(general)))
+    assert server.bot_messages(general)[0]["content"] != answer  # caught mid-reply
+
+    bot.proc.send_signal(sig)
+    await asyncio.sleep(0.3)
+    assert await health(bot) == 503  # a load balancer or rolling deploy looks elsewhere
+    late = await server.user_says(general, "and another one", author="bob")
+    code = await exit_code(bot)
+
+    assert code == 0, bot.log()[-3000:]
+    [reply] = server.bot_messages(general)
+    assert reply["content"] == answer
+    assert reply["message_reference"]["message_id"] == asked
+    assert not any(m.get("message_reference", {}).get("message_id") == late
+                   for m in server.bot_messages(general))
+    assert stored_replies(db) == [("complete", answer)]
+    assert "Traceback" not in bot.log()
