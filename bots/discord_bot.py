@@ -23,7 +23,7 @@ from discord.http import HTTPClient
 from pydantic import ValidationError
 
 from adapters.discord.client import ThreadwiseBot, build_bot
-from adapters.discord.endpoints import endpoints_overridden
+from adapters.discord.endpoints import GatewayUnreachable, endpoints_overridden, reach_gateway
 from adapters.discord.settings import DiscordSettings, load_discord_settings
 from adapters.health import HealthServer
 from bots.check import CheckResult
@@ -204,6 +204,7 @@ async def running_discord(
                     await bot.login(token)
                 except discord.LoginFailure:
                     raise ConfigError("DISCORD_TOKEN was rejected by Discord (401)") from None
+                await _reach_gateway(bot, settings)
                 connection = asyncio.create_task(bot.connect(), name="discord-gateway")
                 # Replies a dead process (another shard, a crashed replica) left streaming.
                 sweeper = asyncio.create_task(
@@ -224,6 +225,15 @@ async def running_discord(
                 if health is not None:
                     await health.stop()
                 await services.aclose()
+
+
+async def _reach_gateway(bot: ThreadwiseBot, settings: Settings) -> None:
+    try:
+        await reach_gateway(bot.http)
+    except GatewayUnreachable as exc:
+        if settings.discord_gateway_url is None:
+            raise
+        raise GatewayUnreachable(f"{exc} (check DISCORD_GATEWAY_URL)") from None
 
 
 async def run_discord(settings: Settings) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.fakes.bot_processes import BotProcess, Fleet, clean_env
+from tests.fakes.bot_processes import ROOT, BotProcess, Fleet, clean_env
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.log_capture import LogHygiene
@@ -49,6 +50,26 @@ async def exit_code(bot: BotProcess) -> int:
 async def health(bot: BotProcess) -> int:
     async with aiohttp.ClientSession() as http, http.get(bot.url + "/healthz") as resp:
         return resp.status
+
+
+async def run_to_exit(
+    args: list[str], env: dict[str, str], hygiene: LogHygiene
+) -> tuple[int, str, str]:
+    """`threadwise ARGS` run to its end: exit code, stdout, stderr (scanned for secrets)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", *args, env=env, cwd=ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), EXIT_WAIT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"threadwise {' '.join(args)} still running") from None
+    hygiene.check_output((out + err).decode(errors="replace"), f"threadwise {args}")
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def stored_replies(db: Path) -> list[tuple[str, str]]:
@@ -89,3 +110,24 @@ async def test_a_stop_signal_mid_reply_lets_the_reply_finish_then_exits_0(
                    for m in server.bot_messages(general))
     assert stored_replies(db) == [("complete", answer)]
     assert "Traceback" not in bot.log()
+
+
+@pytest.mark.parametrize("where", ["nothing listens", "not a gateway"])
+async def test_a_gateway_it_cannot_reach_is_one_line_and_exit_1(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene, where: str,
+) -> None:
+    """A mistyped DISCORD_GATEWAY_URL: the REST API answers (login works), the gateway
+    does not. The operator gets one line naming the URL, not reconnect tracebacks."""
+    env = discord_env(discord_server, model_server, tmp_path / "threadwise.db")
+    env["LOG_LEVEL"] = "INFO"
+    bad = ("ws://127.0.0.1:1/gateway" if where == "nothing listens"
+           else discord_server.base.replace("http://", "ws://") + "/api/v10/gateway")
+    env["DISCORD_GATEWAY_URL"] = bad
+    code, _, err = await run_to_exit(["discord"], env, log_hygiene)
+    assert code == 1, err[-3000:]
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("threadwise ")]
+    assert line.startswith("threadwise discord: ")
+    assert bad in line and "DISCORD_GATEWAY_URL" in line
+    assert discord_server.identify_payloads == []
