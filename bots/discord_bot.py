@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import discord
 from discord.http import HTTPClient
 from pydantic import ValidationError
@@ -61,7 +62,7 @@ def bot_permissions(*, auto_thread: bool) -> discord.Permissions:
 def invite_url(application_id: str, *, auto_thread: bool | None = None) -> str:
     """OAuth2 URL adding the bot with minimal permissions and its slash commands."""
     if auto_thread is None:
-        auto_thread = load_discord_settings().auto_thread
+        auto_thread = _discord_settings().auto_thread
     return discord.utils.oauth_url(
         application_id,
         permissions=bot_permissions(auto_thread=auto_thread),
@@ -80,20 +81,42 @@ def application_id_from_token(token: str) -> str | None:
 
 
 async def invite_url_for(settings: Settings) -> str:
-    """The invite URL; the application id comes from DISCORD_APPLICATION_ID or the token."""
-    discord_settings = load_discord_settings()
+    """The invite URL; the application id comes from DISCORD_APPLICATION_ID or the token.
+    Raises ConfigError, one line the command line prints (exit 2), on any problem."""
+    discord_settings = _discord_settings()
     app_id = discord_settings.application_id
     if app_id is None and settings.discord_token is not None:
         token = settings.discord_token.get_secret_value()
-        app_id = application_id_from_token(token)
-        if app_id is None:
-            async with _discord_http(settings, token) as (http, _):
-                app_id = str((await http.application_info())["id"])
+        app_id = application_id_from_token(token) or await _application_id(settings, token)
     if app_id is None:
         raise ConfigError(
             "DISCORD_TOKEN is not set: set it (or DISCORD_APPLICATION_ID) to build the invite URL"
         )
     return invite_url(app_id, auto_thread=discord_settings.auto_thread)
+
+
+async def _application_id(settings: Settings, token: str) -> str:
+    """Ask Discord, for a token that does not carry the id."""
+    where = settings.discord_api_url or "discord.com"
+    try:
+        async with _discord_http(settings, token) as (http, _):
+            return str((await http.application_info())["id"])
+    except discord.LoginFailure:
+        raise ConfigError("DISCORD_TOKEN was rejected by Discord (401)") from None
+    except (discord.HTTPException, OSError, aiohttp.ClientError, TimeoutError) as exc:
+        # The URL needs only the id: setting it is the way round an unreachable Discord.
+        raise ConfigError(
+            f"could not ask Discord ({where}) for the application id: "
+            f"{exc or type(exc).__name__}; set DISCORD_APPLICATION_ID to build the invite URL"
+        ) from None
+
+
+def _discord_settings() -> DiscordSettings:
+    """The DISCORD_* settings, or a ConfigError naming what is wrong."""
+    try:
+        return load_discord_settings()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {describe(exc)}") from None
 
 
 @contextlib.asynccontextmanager
@@ -182,10 +205,7 @@ async def running_discord(
         raise ConfigError("DISCORD_TOKEN is not set")
     token = settings.discord_token.get_secret_value()
     if discord_settings is None:
-        try:
-            discord_settings = load_discord_settings()
-        except ValidationError as exc:
-            raise ConfigError(f"invalid configuration: {describe(exc)}") from None
+        discord_settings = _discord_settings()
     async with open_core(settings) as core:
         services = ModelServices(core)
         bot = build_bot(

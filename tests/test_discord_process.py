@@ -131,3 +131,30 @@ async def test_a_gateway_it_cannot_reach_is_one_line_and_exit_1(
     assert line.startswith("threadwise discord: ")
     assert bad in line and "DISCORD_GATEWAY_URL" in line
     assert discord_server.identify_payloads == []
+
+
+INVITE_FAILURES = {
+    # case: (extra environment, what the one line must name)
+    "a setting it cannot read": (
+        {"DISCORD_AUTO_THREAD": "maybe", "DISCORD_APPLICATION_ID": "42"}, "DISCORD_AUTO_THREAD"),
+    "an application id that is not one": (
+        {"DISCORD_APPLICATION_ID": "my-bot"}, "DISCORD_APPLICATION_ID"),
+    "a token Discord rejects": ({"DISCORD_TOKEN": "wrong"}, "DISCORD_TOKEN was rejected"),
+    "Discord out of reach": (
+        {"DISCORD_TOKEN": "wrong", "DISCORD_API_URL": "http://127.0.0.1:9/api/v10"},
+        "set DISCORD_APPLICATION_ID"),
+}
+
+
+@pytest.mark.parametrize("case", list(INVITE_FAILURES))
+async def test_invite_url_problems_are_one_line_and_exit_2(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene, case: str,
+) -> None:
+    extra, named = INVITE_FAILURES[case]
+    env = discord_env(discord_server, model_server, tmp_path / "threadwise.db")
+    env.update(extra)
+    code, out, err = await run_to_exit(["discord", "--invite-url"], env, log_hygiene)
+    assert (code, out) == (2, ""), err[-3000:]
+    [line] = err.splitlines()
+    assert line.startswith("threadwise: ") and named in line

@@ -48,6 +48,16 @@ class DiscordSettings(BaseSettings):
             return tuple(x.strip() for x in value.split(",") if x.strip())
         return value
 
+    @field_validator("application_id")
+    @classmethod
+    def _snowflake(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().isdigit():
+            raise ValueError(
+                "must be the application's numeric id "
+                "(Developer Portal → your app → General Information → Application ID)"
+            )
+        return value.strip() if value is not None else None
+
     @field_validator("shard_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
