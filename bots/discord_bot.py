@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 20.0
 
 MESSAGE_CONTENT_FLAGS = (1 << 18) | (1 << 19)  # GATEWAY_MESSAGE_CONTENT(_LIMITED)
+NO_TOKEN = (
+    "DISCORD_TOKEN is not set: set DISCORD_TOKEN to the bot token from the Developer Portal "
+    "(Bot → Token)"
+)
 INTENT_FIX = (
     "enable the Message Content Intent (Developer Portal → your app → Bot → "
     "Privileged Gateway Intents)"
@@ -70,6 +74,14 @@ def invite_url(application_id: str, *, auto_thread: bool | None = None) -> str:
     )
 
 
+def token_of(settings: Settings) -> str | None:
+    """DISCORD_TOKEN, None when unset or empty (`DISCORD_TOKEN=` as .env templates leave
+    it): an empty token would only reach Discord to be rejected as a wrong one."""
+    if settings.discord_token is None:
+        return None
+    return settings.discord_token.get_secret_value().strip() or None
+
+
 def application_id_from_token(token: str) -> str | None:
     """A bot token starts with the bot's user id (= its application id) in base64."""
     head = token.split(".", 1)[0]
@@ -85,8 +97,8 @@ async def invite_url_for(settings: Settings) -> str:
     Raises ConfigError, one line the command line prints (exit 2), on any problem."""
     discord_settings = _discord_settings()
     app_id = discord_settings.application_id
-    if app_id is None and settings.discord_token is not None:
-        token = settings.discord_token.get_secret_value()
+    token = token_of(settings)
+    if app_id is None and token is not None:
         app_id = application_id_from_token(token) or await _application_id(settings, token)
     if app_id is None:
         raise ConfigError(
@@ -135,13 +147,12 @@ async def _discord_http(
 
 async def check_discord(settings: Settings) -> list[CheckResult]:
     """Log in with the token and read the application: who the bot is, and its intents."""
-    if settings.discord_token is None:
-        return [CheckResult("discord", False, "DISCORD_TOKEN is not set")]
+    token = token_of(settings)
+    if token is None:
+        return [CheckResult("discord", False, NO_TOKEN)]
     where = settings.discord_api_url or "discord.com"
     try:
-        async with _discord_http(settings, settings.discord_token.get_secret_value()) as (
-            http, me,
-        ):
+        async with _discord_http(settings, token) as (http, me):
             app = await http.application_info()
     except discord.LoginFailure:
         return [CheckResult(f"discord bot ({where})", False, "the token was rejected (401)")]
@@ -201,9 +212,9 @@ async def running_discord(
     serve_health: bool = True,
 ) -> AsyncIterator[RunningDiscord]:
     """Log in, start the gateway connection, and stop everything on exit."""
-    if settings.discord_token is None:
-        raise ConfigError("DISCORD_TOKEN is not set")
-    token = settings.discord_token.get_secret_value()
+    token = token_of(settings)
+    if token is None:
+        raise ConfigError(NO_TOKEN)
     if discord_settings is None:
         discord_settings = _discord_settings()
     async with open_core(settings) as core:

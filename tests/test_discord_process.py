@@ -158,3 +158,18 @@ async def test_invite_url_problems_are_one_line_and_exit_2(
     assert (code, out) == (2, ""), err[-3000:]
     [line] = err.splitlines()
     assert line.startswith("threadwise: ") and named in line
+
+
+@pytest.mark.parametrize("args", [["discord"], ["discord", "--invite-url"]])
+async def test_an_empty_token_is_not_set_and_never_reaches_discord(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene, args: list[str],
+) -> None:
+    """`DISCORD_TOKEN=` as a .env template leaves it: the operator is told it is not set."""
+    env = discord_env(discord_server, model_server, tmp_path / "threadwise.db")
+    env["DISCORD_TOKEN"] = ""
+    code, out, err = await run_to_exit(args, env, log_hygiene)
+    assert (code, out) == (2, ""), err[-3000:]
+    [line] = [x for x in err.splitlines() if x.startswith("threadwise")]
+    assert line.startswith("threadwise: DISCORD_TOKEN is not set")
+    assert discord_server.state.rest_requests == []

@@ -20,7 +20,7 @@ from adapters.discord.endpoints import (
     EndpointConflict,
     endpoints_overridden,
 )
-from adapters.discord.settings import load_discord_settings
+from adapters.discord.settings import DiscordSettings, load_discord_settings
 from bots.cli import main
 from bots.discord_bot import check_discord, invite_url, invite_url_for
 from tests.fakes.discord_harness import bot_settings, start_bot
@@ -126,6 +126,21 @@ def test_discord_only_settings_come_from_discord_variables(
     assert settings.blocked_users == ("11", "22")
     assert settings.daily_token_quota == 5000
     assert settings.allow_dms is False
+
+
+def test_empty_discord_variables_count_as_unset(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # .env templates list every variable with nothing after the `=`.
+    names = [f.alias for f in DiscordSettings.model_fields.values() if f.alias]
+    for name in names[: len(names) // 2]:
+        monkeypatch.setenv(name, "")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("".join(f"{name}=\n" for name in names[len(names) // 2:]))
+    assert load_discord_settings(_env_file=dotenv) == load_discord_settings(_env_file=None)
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    assert load_discord_settings(_env_file=dotenv) == load_discord_settings(_env_file=None)
 
 
 async def test_healthz_answers_once_the_bot_is_ready_and_metrics_are_served(

@@ -14,9 +14,11 @@ CsvInts = Annotated[tuple[int, ...], NoDecode]
 class DiscordSettings(BaseSettings):
     """Read from DISCORD_* environment variables (and .env), like the core settings."""
 
+    # env_ignore_empty: `DISCORD_ALLOW_DMS=` (as .env templates list every variable) means
+    # unset, the default, not an invalid boolean.
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
-        populate_by_name=True,
+        populate_by_name=True, env_ignore_empty=True,
     )
 
     blocked_channels: Csv = Field((), alias="DISCORD_BLOCKED_CHANNELS")
