@@ -63,6 +63,38 @@ async def test_a_429_without_via_surfaces_as_an_error_in_discord_py(
     assert len(discord_server.rate_limits) == 1
 
 
+async def test_more_than_50_requests_a_second_get_global_429s_like_discords(
+    discord_server: DiscordServer,
+) -> None:
+    auth = {"Authorization": f"Bot {discord_server.token}"}
+    url = f"{discord_server.api_url}/channels/{discord_server.channel_id()}"
+    async with aiohttp.ClientSession(headers=auth) as http:
+
+        async def get() -> tuple[int, dict[str, str], Any]:
+            async with http.get(url) as resp:
+                return resp.status, dict(resp.headers), await resp.json()
+
+        answers = await asyncio.gather(*(get() for _ in range(60)))
+    limited = [a for a in answers if a[0] == 429]
+    assert len(answers) - len(limited) == 50 and limited
+    _, headers, body = limited[0]
+    assert headers["X-RateLimit-Global"] == "true" and headers["X-RateLimit-Scope"] == "global"
+    assert "X-RateLimit-Bucket" not in headers and "Via" in headers
+    assert body["global"] is True and 0 < body["retry_after"] <= 1
+    assert len(discord_server.global_rate_limits) == len(limited)
+
+
+async def test_discord_py_waits_out_a_global_429_and_retries(
+    discord_server: DiscordServer,
+) -> None:
+    async with connected_client(discord_server) as client:
+        discord_server.set_global_limit(5)
+        channels = await asyncio.gather(
+            *(client.fetch_channel(int(discord_server.channel_id())) for _ in range(8)))
+    assert len(channels) == 8
+    assert discord_server.global_rate_limits
+
+
 async def test_cdn_serves_attachments_and_records_a_token_sent_to_it(
     discord_server: DiscordServer,
 ) -> None:

@@ -14,31 +14,14 @@ import pytest
 
 from tests.fakes.bot_processes import Fleet, clean_env, until_turns
 from tests.fakes.discord_gateway import shard_for
-from tests.fakes.discord_payloads import FakeChannel
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.log_capture import LogHygiene
 from tests.fakes.model_server import FakeModelServer
 from tests.pg import pg_server_fixture, pg_url_fixture  # noqa: F401  (fixtures)
 
 
-def guild_on_shard(server: DiscordServer, name: str, shard: int, count: int) -> str:
-    """Add a server the bot is in whose id Discord routes to `shard` of `count`."""
-    base = int(server.state.ids.next())
-    millis = base >> 22
-    guild_id = str(((millis + (shard - millis) % count) << 22) | (base & 0x3FFFFF))
-    assert shard_for(guild_id, count) == shard
-    server.gateway.add_guild(guild_id, name)
-    return guild_id
-
-
 def answered_once(server: DiscordServer, channel_id: str) -> bool:
     return len(server.bot_messages(channel_id)) == 1
-
-
-def add_channel(server: DiscordServer, guild_id: str, name: str) -> str:
-    channel = FakeChannel(server.state.ids.next(), name, 0, guild_id)
-    server.state.channels[channel.id] = channel
-    return channel.id
 
 
 @pytest.fixture
@@ -66,8 +49,9 @@ async def test_each_shard_process_answers_only_its_own_servers(
     fleet: Fleet, discord_server: DiscordServer, model_server: FakeModelServer, pg_url: str
 ) -> None:
     first_shard = shard_for(discord_server.guild_id, 2)
-    second_guild = guild_on_shard(discord_server, "Second server", 1 - first_shard, 2)
-    lobby = add_channel(discord_server, second_guild, "lobby")
+    second_guild = discord_server.add_guild("Second server", shard=1 - first_shard,
+                                            shard_count=2)
+    lobby = discord_server.add_channel("lobby", guild_id=second_guild)
 
     shards = await fleet.start(
         shard_env(discord_server, model_server, pg_url, "0"),

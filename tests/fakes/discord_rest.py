@@ -56,6 +56,11 @@ class Rest(Writes):
         authorized = request.headers.get("Authorization") == f"Bot {self.state.token}"
         if request.path.startswith("/api/") and not public and not authorized:
             return error(401, 0, "401: Unauthorized")
+        # Interaction responses and their webhooks are outside the global limit.
+        if request.path.startswith("/api/") and not public:
+            limited = self.take_global()
+            if limited is not None:
+                return limited
         if request.body_exists and request.content_type != "application/json":
             return error(400, 50109, "The request body contains invalid JSON.")
         return await handler(request)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
-from tests.fakes.discord_gateway import Gateway
+from tests.fakes.discord_gateway import Gateway, shard_for
 from tests.fakes.discord_payloads import (
     DISCORD_EPOCH_MS,
     FakeChannel,
@@ -101,6 +101,22 @@ class DiscordServer:
 
     def dm_channel_id(self, user: str) -> str:
         return self.state.dm_with(self.user(user)).id
+
+    def add_guild(self, name: str, *, shard: int = 0, shard_count: int = 1) -> str:
+        """Another server the bot is in, with an id Discord routes to `shard` of
+        `shard_count`; returns its id (give it channels with `add_channel`)."""
+        base = int(self.state.ids.next())
+        millis = base >> 22
+        guild_id = str(((millis + (shard - millis) % shard_count) << 22) | (base & 0x3FFFFF))
+        assert shard_for(guild_id, shard_count) == shard
+        self.gateway.add_guild(guild_id, name)
+        return guild_id
+
+    def add_channel(self, name: str, *, guild_id: str | None = None) -> str:
+        """A text channel in the test server (or in `guild_id`); returns its id."""
+        channel = FakeChannel(self.state.ids.next(), name, 0, guild_id or self.guild_id)
+        self.state.channels[channel.id] = channel
+        return channel.id
 
     def add_user(self, name: str, *, bot: bool = False, roles: Sequence[str] = ()) -> FakeUser:
         return self.state.add_user(name, name.capitalize(), bot=bot, roles=tuple(roles))
@@ -286,6 +302,10 @@ class DiscordServer:
         self.state.writes_per_window, self.state.window_s = writes, window_s
         self.state.buckets.clear()
 
+    def set_global_limit(self, per_second: int) -> None:
+        """Change the bot's global request limit (Discord's is 50 a second)."""
+        self.state.global_window.limit = per_second
+
     def exhaust_bucket(self, channel_id: str) -> None:
         """Use up the channel's write budget for the current window."""
         window = self.state.bucket(f"channel:{channel_id}")
@@ -319,6 +339,11 @@ class DiscordServer:
     @property
     def rate_limits(self) -> list[RateLimitHit]:
         return self.state.rate_limits
+
+    @property
+    def global_rate_limits(self) -> list[RateLimitHit]:
+        """429s for the bot's global limit (each counts toward Discord's IP ban)."""
+        return [hit for hit in self.state.rate_limits if hit.bucket == "global"]
 
     @property
     def cdn_requests(self) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.fakes.known_secrets import DISCORD_TOKEN
 
 WRITES_PER_WINDOW = 5
 WINDOW_S = 5.0
+GLOBAL_PER_SECOND = 50  # Discord: requests per second per bot, all routes (not interactions)
 MAX_CONTENT = 2000
 TOKEN_LIFETIME_S = 15 * 60.0  # an interaction token answers webhook calls for 15 minutes
 
@@ -92,6 +94,24 @@ class FixedWindow:
         return max(0.0, self.started + self.window_s - now)
 
 
+class SlidingWindow:
+    """Discord's global limit, kept strict: at most `limit` requests in any `window_s`."""
+
+    def __init__(self, limit: int, window_s: float = 1.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.stamps: deque[float] = deque()
+
+    def take(self, now: float) -> float:
+        """0.0 when a request may go now (and counts it), else the seconds to wait."""
+        while self.stamps and self.stamps[0] <= now - self.window_s:
+            self.stamps.popleft()
+        if len(self.stamps) >= self.limit:
+            return self.stamps[0] + self.window_s - now
+        self.stamps.append(now)
+        return 0.0
+
+
 class EmulatorState:
     """The test guild: users, roles, channels, threads, DMs and their messages."""
 
@@ -125,6 +145,7 @@ class EmulatorState:
         self.token_lifetime_s = TOKEN_LIFETIME_S  # interaction tokens (tests shorten it)
         self.writes_per_window = WRITES_PER_WINDOW
         self.window_s = WINDOW_S
+        self.global_window = SlidingWindow(GLOBAL_PER_SECOND)
 
         self.add_role("@everyone", MEMBER_PERMISSIONS, role_id=self.guild_id)
         self.add_role("Admins", ADMINISTRATOR, position=3)

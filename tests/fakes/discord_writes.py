@@ -61,6 +61,26 @@ class Writes:
                 "global": False}
         return reply(body, 429, headers)
 
+    def take_global(self) -> web.Response | None:
+        """Charge one request to the bot's global limit; the 429 to send when it is spent.
+
+        A global 429 looks like Discord's: `"global": true` in the body and the
+        X-RateLimit-Global header, and no bucket headers (no route bucket is involved).
+        """
+        wait = self.state.global_window.take(self.state.now())
+        if not wait:
+            return None
+        via = self.state.drop_via_next <= 0
+        self.state.drop_via_next -= 0 if via else 1
+        self.state.rate_limits.append(RateLimitHit(time.time(), "global", wait, via))
+        headers = {"Retry-After": f"{wait:.3f}", "X-RateLimit-Global": "true",
+                   "X-RateLimit-Scope": "global"}
+        if via:
+            headers["Via"] = "1.1 google"
+        body = {"message": "You are being rate limited.", "retry_after": round(wait, 3),
+                "global": True}
+        return reply(body, 429, headers)
+
     def _record(self, kind: str, channel_id: str, body: Json, status: int,
                 message_id: str | None = None, replied_user: str | None = None) -> Write:
         content = body.get("content")
