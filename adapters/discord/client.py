@@ -15,6 +15,7 @@ from adapters.discord.markup import speaker_name
 from adapters.discord.models import ChannelResets, Keeper, ModelChoices
 from adapters.discord.policy import CommunityPolicy, RefusalKind, Requester, requester_of
 from adapters.discord.port import NO_PINGS, AttachmentIndex, DiscordPort, Remembered
+from adapters.discord.request_budget import GLOBAL_RATE, RequestBudget, pace_requests
 from adapters.discord.routing import Conversation, ConversationRouter, thread_key
 from adapters.discord.settings import DiscordSettings
 from core.ports import ChatPort
@@ -58,6 +59,7 @@ class ThreadwiseBot(discord.Client):
         service_for_model: ServiceForModel | None = None,
         guild_ready_timeout: float = 2.0,
         summaries: SummaryService | None = None,
+        request_rate: float = GLOBAL_RATE,
         **client_options: Any,
     ) -> None:
         intents = discord.Intents.default()
@@ -66,6 +68,8 @@ class ThreadwiseBot(discord.Client):
             intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=guild_ready_timeout,
             **client_options,
         )
+        self.requests = RequestBudget(request_rate)  # under Discord's global limit
+        pace_requests(self.http, self.requests)
         self.settings = settings
         self.discord_settings = discord_settings
         self.service = service
@@ -275,7 +279,11 @@ def build_bot(*, discord_settings: DiscordSettings, **options: Any) -> Threadwis
     """ThreadwiseBot, or its sharded form when DISCORD_SHARD_COUNT is set."""
     if discord_settings.shard_count is None:
         return ThreadwiseBot(discord_settings=discord_settings, **options)
+    count, ids = discord_settings.shard_count, discord_settings.shard_ids
+    # Discord's global limit is the bot's, whatever the number of processes sharing it:
+    # a process running some of the shards takes that share of it.
+    share = len(ids) / count if ids else 1.0
     return ShardedThreadwiseBot(
-        discord_settings=discord_settings, shard_count=discord_settings.shard_count,
-        shard_ids=list(discord_settings.shard_ids) or None, **options,
+        discord_settings=discord_settings, shard_count=count, shard_ids=list(ids) or None,
+        request_rate=GLOBAL_RATE * share, **options,
     )

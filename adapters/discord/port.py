@@ -22,6 +22,7 @@ MAX_CHARS = 2000
 # evenly spaced writes keep the largest gap smallest). If network jitter bunches five writes
 # into a window so that a sixth would land inside it, discord.py sees X-RateLimit-Remaining: 0
 # on the fifth and holds the sixth until the window resets (milliseconds), never a 429.
+# Every request also takes its turn in the bot's global budget (request_budget.py).
 BUCKET_RATE = 1.0
 BUCKET_BURST = 1
 MIN_EDIT_GAP_S = 1.0
