@@ -15,7 +15,7 @@ from adapters.discord.markup import speaker_name
 from adapters.discord.models import ChannelResets, Keeper, ModelChoices
 from adapters.discord.policy import CommunityPolicy, RefusalKind, Requester, requester_of
 from adapters.discord.port import NO_PINGS, AttachmentIndex, DiscordPort, Remembered
-from adapters.discord.request_budget import GLOBAL_RATE, RequestBudget, pace_requests
+from adapters.discord.request_budget import GLOBAL_RATE, RequestBudget, budget_trace
 from adapters.discord.routing import Conversation, ConversationRouter, thread_key
 from adapters.discord.settings import DiscordSettings
 from core.ports import ChatPort
@@ -64,12 +64,11 @@ class ThreadwiseBot(discord.Client):
     ) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the Developer Portal
+        self.requests = RequestBudget(request_rate)  # under Discord's global limit
         super().__init__(
             intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=guild_ready_timeout,
-            **client_options,
+            http_trace=budget_trace(self.requests), **client_options,
         )
-        self.requests = RequestBudget(request_rate)  # under Discord's global limit
-        pace_requests(self.http, self.requests)
         self.settings = settings
         self.discord_settings = discord_settings
         self.service = service

@@ -15,11 +15,13 @@ cannot count this budget itself yet (WriteLimits names one bucket per write).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
 
-from discord.http import HTTPClient, Route
+import aiohttp
+from discord.http import Route
 
 # Of Discord's 50 a second: room for timing jitter and Discord counting a little early.
 GLOBAL_RATE = 45.0
@@ -44,16 +46,23 @@ class RequestBudget:
             await asyncio.sleep(slot - now)
 
 
-def pace_requests(http: HTTPClient, budget: RequestBudget) -> None:
-    """Make every request of this discord.py client wait for the budget first.
+def budget_trace(budget: RequestBudget) -> aiohttp.TraceConfig:
+    """An aiohttp trace (discord.py's documented `http_trace` option) that makes every
+    REST request wait for the budget before it is sent. Interaction callbacks and
+    webhooks are outside the global limit (and a callback has 3 s), so they go at once;
+    so do the gateway and CDN downloads, which are not REST requests."""
 
-    discord.py builds every REST call through HTTPClient.request; the interaction
-    callbacks and webhooks bypass it, and they are outside the global limit anyway.
-    """
-    unpaced = http.request
+    async def on_request_start(
+        session: aiohttp.ClientSession, context: SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        url = str(params.url)
+        if url.startswith(Route.BASE) and not _EXEMPT.search(url[len(Route.BASE):]):
+            await budget.take()
 
-    async def request(route: Route, **kwargs: Any) -> Any:
-        await budget.take()
-        return await unpaced(route, **kwargs)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    return trace
 
-    http.request = request  # type: ignore[method-assign]
+
+_EXEMPT = re.compile(r"^/(interactions|webhooks)/")
