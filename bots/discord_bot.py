@@ -13,7 +13,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from adapters.health import HealthServer
 from bots.check import CheckResult
 from bots.compose import Core, open_core
 from bots.config import ConfigError, describe
+from bots.stop_signals import stop_on_signals
 from core.model import build_model_client
 from core.service import ConversationService
 from core.settings import Settings
@@ -269,21 +269,10 @@ async def _reach_gateway(bot: ThreadwiseBot, settings: Settings) -> None:
 
 async def run_discord(settings: Settings) -> None:
     """`threadwise discord`: run until SIGINT/SIGTERM, then finish the replies being
-    written (up to SHUTDOWN_GRACE_S) and stop. In Docker the bot is PID 1, which ignores
-    an unhandled SIGTERM: without this `docker stop` would wait and then SIGKILL."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
+    written (up to SHUTDOWN_GRACE_S) and stop."""
+    with stop_on_signals() as stop:
         async with running_discord(settings) as running:
             await _until_stopped(running, stop)
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 async def _until_stopped(running: RunningDiscord, stop: asyncio.Event) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
 from slack_sdk.errors import SlackApiError
 
@@ -15,6 +13,7 @@ from adapters.slack.manifest import BOT_SCOPES, manifest_yaml
 from bots.check import CheckResult
 from bots.compose import open_core
 from bots.config import ConfigError, validated
+from bots.stop_signals import stop_on_signals
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,18 +28,8 @@ def slack_manifest(request_url: str | None = None) -> str:
 
 async def run_slack(settings: Settings) -> None:
     """Run the Slack bot until SIGINT/SIGTERM; finish running turns briefly, then stop."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
+    with stop_on_signals() as stop:
         await _serve(settings, stop)
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def _quiet_sdk_loggers() -> None:
