@@ -20,7 +20,6 @@ from typing import Any
 import aiohttp
 import discord
 from discord.http import HTTPClient
-from pydantic import ValidationError
 
 from adapters.discord.client import ThreadwiseBot, build_bot
 from adapters.discord.endpoints import GatewayUnreachable, endpoints_overridden, reach_gateway
@@ -28,7 +27,7 @@ from adapters.discord.settings import DiscordSettings, load_discord_settings
 from adapters.health import HealthServer
 from bots.check import CheckResult
 from bots.compose import Core, open_core
-from bots.config import ConfigError, describe
+from bots.config import ConfigError, validated
 from bots.stop_signals import stop_on_signals
 from core.model import build_model_client
 from core.service import ConversationService
@@ -75,11 +74,8 @@ def invite_url(application_id: str, *, auto_thread: bool | None = None) -> str:
 
 
 def token_of(settings: Settings) -> str | None:
-    """DISCORD_TOKEN, None when unset or empty (`DISCORD_TOKEN=` as .env templates leave
-    it): an empty token would only reach Discord to be rejected as a wrong one."""
-    if settings.discord_token is None:
-        return None
-    return settings.discord_token.get_secret_value().strip() or None
+    """DISCORD_TOKEN, or None (a blank one is None already: core.settings)."""
+    return settings.discord_token.get_secret_value() if settings.discord_token else None
 
 
 def application_id_from_token(token: str) -> str | None:
@@ -125,10 +121,7 @@ async def _application_id(settings: Settings, token: str) -> str:
 
 def _discord_settings() -> DiscordSettings:
     """The DISCORD_* settings, or a ConfigError naming what is wrong."""
-    try:
-        return load_discord_settings()
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {describe(exc)}") from None
+    return validated(load_discord_settings)
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 
 from core.ports import ChatPort, Store
 from core.splitting import split_all
+from core.status import best_effort
 from core.types import StoredMessage, ThreadKey
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,8 @@ async def _tell_unanswered(
     """It died before its first write: the question was acknowledged and deduped, so
     nothing would ever answer it. Say so under the question, once: we hold the thread's
     lease and the notice's id goes into the same update that ends 'streaming'."""
-    try:  # a waiting indicator ("is thinking…") it set may still be showing
-        await port.set_status(key, None)
-    except Exception as exc:
-        log.debug("could not clear the status in %s: %s", key, exc)
+    # A waiting indicator ("is thinking…") it set may still be showing.
+    await best_effort(port.set_status(key, None))
     question = next((m for m in await store.load_thread(key) if m.id == orphan.parent_id), None)
     notice_id: str | None = None
     try:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.ports import ChatPort
-from core.streaming import ReplyStreamer
 from core.types import MessageStatus, ThreadKey
+
+if TYPE_CHECKING:  # the streamer uses plain_reason: no import cycle at run time
+    from core.streaming import ReplyStreamer
 
 
 def failure_marker(reason: str, *, partial: bool) -> str:

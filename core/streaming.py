@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from core.pacing import Clock, Sleep, WriteBudgets
 from core.ports import ChatPort
+from core.reply_notes import plain_reason
 from core.splitting import balance, fits, take_part
 from core.types import ThreadKey
 
@@ -255,7 +256,7 @@ class ReplyStreamer:
                     if step == "post" or (step == "finish" and part is self._parts[-1]):
                         # Nothing can follow a message that was never posted, nor fix the
                         # reply's end: retrying forever held the thread and the live slot.
-                        raise _Failed(f"{step} failed: {_reason(exc)}") from exc
+                        raise _Failed(f"{step} failed: {plain_reason(exc)}") from exc
                     # An earlier part, or an edit: the next write carries newer text.
                     part.closed = part.closed or step == "finish"
                     part.shown = display
@@ -301,7 +302,3 @@ class ReplyStreamer:
                 self.writes += 1
             part.closed = True
         return display
-
-
-def _reason(exc: Exception) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import discord
 
@@ -27,6 +28,8 @@ from core.ports import WriteLimits
 from core.types import FileRef, ThreadKey
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M")  # what a token write returns (a message)
 
 # Discord's tokens last 15 minutes; we stop using one a minute early so that no write
 # races the expiry (tests shorten this, and the emulator's token lifetime with it).
@@ -78,18 +81,12 @@ class InteractionReply:
     async def show(self, text: str) -> str:
         """Make `text` the command's response (first: in place of "is thinking…")."""
         interaction = self._interaction
-        if not self.in_channel:
-            try:
-                original = await with_rate_limit_retry(
-                    lambda: interaction.edit_original_response(
-                        content=text, allowed_mentions=NO_PINGS
-                    )
-                )
-                self._response_id = str(original.id)
-                return self._response_id
-            except discord.HTTPException as exc:
-                if not self._moved(exc):
-                    raise
+        original = await self._by_token(lambda: interaction.edit_original_response(
+            content=text, allowed_mentions=NO_PINGS
+        ))
+        if original is not None:
+            self._response_id = str(original.id)
+            return self._response_id
         if self._response_id is not None:
             try:
                 await self._channel.edit(self.key, self._response_id, text)
@@ -103,17 +100,11 @@ class InteractionReply:
     async def add(self, text: str) -> str:
         """A further message after the response; its id."""
         interaction = self._interaction
-        if not self.in_channel:
-            try:
-                followup = await with_rate_limit_retry(
-                    lambda: interaction.followup.send(
-                        text, ephemeral=self._ephemeral, allowed_mentions=NO_PINGS, wait=True
-                    )
-                )
-                return str(followup.id)
-            except discord.HTTPException as exc:
-                if not self._moved(exc):
-                    raise
+        followup = await self._by_token(lambda: interaction.followup.send(
+            text, ephemeral=self._ephemeral, allowed_mentions=NO_PINGS, wait=True
+        ))
+        if followup is not None:
+            return str(followup.id)
         return await self._channel.post(self.key, text, reply_to=self._response_id)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -122,18 +113,23 @@ class InteractionReply:
             await self.show(text)
             return
         interaction = self._interaction
-        if not self.in_channel:
-            try:
-                await with_rate_limit_retry(
-                    lambda: interaction.followup.edit_message(
-                        int(message_id), content=text, allowed_mentions=NO_PINGS
-                    )
-                )
-                return
-            except discord.HTTPException as exc:
-                if not self._moved(exc):
-                    raise
-        await self._channel.edit(self.key, message_id, text)
+        edited = await self._by_token(lambda: interaction.followup.edit_message(
+            int(message_id), content=text, allowed_mentions=NO_PINGS
+        ))
+        if edited is None:
+            await self._channel.edit(self.key, message_id, text)
+
+    async def _by_token(self, write: Callable[[], Awaitable[M]]) -> M | None:
+        """The write through the interaction token; None when the answer goes through
+        the channel instead (the token is spent, now or before)."""
+        if self.in_channel:
+            return None
+        try:
+            return await with_rate_limit_retry(write)
+        except discord.HTTPException as exc:
+            if not self._moved(exc):
+                raise
+            return None
 
     def _moved(self, exc: discord.HTTPException) -> bool:
         """After a failed token write: whether to redo it through the channel."""

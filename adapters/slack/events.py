@@ -196,11 +196,8 @@ class SlackEventHandler:
             text = await to_markdown(
                 str(event.get("text") or ""), bot_user_id=self.me.user_id, resolve=self.names.name
             )
-            if decision.action == "answer" and await self._joins_midway(event, key):
-                assert self.history is not None
-                text = await earlier_in_thread(
-                    self.history, key.channel, key.root, str(event["ts"])
-                ) + text
+            if decision.action == "answer":
+                text = await self._said_before(event, key) + text
             files: list[SlackFile] = list(event.get("files") or ())
             if self.shared is not None:
                 files = await self.shared.complete(files, team)
@@ -222,8 +219,10 @@ class SlackEventHandler:
                 if not self._addressing[key]:
                     del self._addressing[key]
 
-    async def _joins_midway(self, event: Event, key: ThreadKey) -> bool:
-        """A mention inside a thread the bot has no history of (people talked first)."""
-        if self.history is None or key.root == str(event["ts"]):
-            return False
-        return not await self.service.knows_thread(key)
+    async def _said_before(self, event: Event, key: ThreadKey) -> str:
+        """For a mention inside a thread the bot has no history of (people talked first):
+        what they said, quoted; else ""."""
+        ts = str(event["ts"])
+        if self.history is None or key.root == ts or await self.service.knows_thread(key):
+            return ""
+        return await earlier_in_thread(self.history, key.channel, key.root, ts)
