@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -57,10 +58,18 @@ SLACK_SIGNING_SECRET). Both modes serve GET /healthz and GET /metrics on PORT.
 Needs SLACK_BOT_TOKEN (xoxb-…) and a model key (not for a loopback MODEL_BASE_URL).
 """
 
+DISCORD_HELP = """\
+Run the Discord bot until SIGINT/SIGTERM (running replies get up to 20 s to finish).
+Needs DISCORD_TOKEN (Developer Portal → Bot → Token) with the Message Content intent
+turned on, and a model key (not for a loopback MODEL_BASE_URL). GET /healthz and
+GET /metrics are served on PORT. DISCORD_* variables: see the README.
+"""
+
 CHECK_HELP = """\
 Validate every setting, open the database, send the model one tiny request and,
 for each configured platform, check its tokens (and Slack's scopes). Prints one
-line per check; exit 0 when all pass, 1 when any fails, 2 on invalid settings.
+line per check; exit 0 when all pass, 1 when any fails (a platform's own
+settings included), 2 when the core settings cannot be read.
 """
 
 MANIFEST_HELP = """\
@@ -96,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
     sub.add_parser("slack", help="run the Slack bot (Socket Mode or HTTP mode on PORT)",
                    description=SLACK_HELP, formatter_class=raw)
-    discord = sub.add_parser("discord", help="run the Discord bot")
+    discord = sub.add_parser("discord", help="run the Discord bot", description=DISCORD_HELP,
+                             formatter_class=raw)
     discord.add_argument("--invite-url", action="store_true",
                          help="print the bot's invite URL (minimal permissions) and exit")
     chat = sub.add_parser("chat", help="a terminal conversation with the configured model",
@@ -160,6 +170,18 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return code
+    except BrokenPipeError:
+        # The reader went away (`threadwise manifest slack | head`): nothing went wrong.
+        # Point stdout at /dev/null so that the interpreter's last flush fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "manifest":
         from bots.slack_bot import slack_manifest

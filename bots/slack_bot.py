@@ -100,18 +100,23 @@ async def _start_unless_stopped(bot: SlackBot, stop: asyncio.Event) -> bool:
 async def check_slack(settings: Settings) -> list[CheckResult]:
     """auth.test for the bot token, the granted scopes, and the app token in Socket Mode."""
     results: list[CheckResult] = []
+    app_token = settings.slack_app_token
+    problem = app_token_problem(app_token.get_secret_value()) if app_token is not None else None
+    # Judged offline, so a swapped token is reported even when Slack cannot be reached.
+    offline = [CheckResult("slack app token", False, problem)] if problem is not None else []
     try:
         client = web_client(settings)
     except SlackStartupError as exc:
-        return [CheckResult("slack", False, str(exc))]
+        return [CheckResult("slack", False, str(exc)), *offline]
     try:
         resp = await client.auth_test()
     except SlackApiError as exc:
         return [CheckResult("slack bot token", False,
-                            f"auth.test failed: {exc.response.get('error')}")]
+                            f"auth.test failed: {exc.response.get('error')}"), *offline]
     except Exception as exc:
         return [CheckResult("slack bot token", False,
-                            f"could not reach {settings.slack_api_url}: {type(exc).__name__}")]
+                            f"could not reach {settings.slack_api_url}: {type(exc).__name__}"),
+                *offline]
     results.append(CheckResult(
         "slack bot token", True,
         f"bot {resp.get('user')} ({resp.get('user_id')}) "
@@ -128,10 +133,8 @@ async def check_slack(settings: Settings) -> list[CheckResult]:
         ))
     else:
         results.append(CheckResult("slack scopes", True, "all required scopes granted"))
-    app_token = settings.slack_app_token
-    problem = app_token_problem(app_token.get_secret_value()) if app_token is not None else None
-    if problem is not None:
-        results.append(CheckResult("slack app token", False, problem))
+    if offline:
+        results.extend(offline)
     elif app_token is not None:
         try:
             await client.apps_connections_open(app_token=app_token.get_secret_value())

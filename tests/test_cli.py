@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
 from core.summary_service import MAX_HOURS
-from tests.fakes.cli_runner import Runner, clean_env
+from tests.fakes.cli_runner import ROOT, Runner, clean_env
 from tests.fakes.model_server import FakeModelServer
 
 
@@ -160,3 +163,17 @@ async def test_chat_answers_an_unknown_command_itself(
     assert code == 0, err
     assert "unknown command /bogus, try /help" in out
     assert model_server.requests == []  # the typo never reached the model
+
+
+async def test_output_cut_short_by_its_reader_is_not_an_error(tmp_path: Path) -> None:
+    # `threadwise manifest slack | head`: head leaves after ten lines, closing the pipe.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots.cli", "manifest", "slack", env=clean_env(tmp_path),
+        cwd=ROOT, stdout=write_end, stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write_end)
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err

@@ -44,3 +44,15 @@ async def test_check_hints_at_v1_when_the_endpoint_is_not_found(
     without_v1 = model_server.base_url.removesuffix("/").removesuffix("/v1")
     line = await check_model_line(cli, tmp_path, without_v1)
     assert "(404)" in line and "does MODEL_BASE_URL end in /v1?" in line
+
+
+async def test_check_names_a_swapped_app_token_even_when_slack_is_unreachable(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url,
+                    SLACK_BOT_TOKEN="xoxb-1", SLACK_APP_TOKEN="xoxb-2",
+                    SLACK_API_URL="http://127.0.0.1:9/api/")  # nothing listens there
+    code, out, err = await cli(["check"], env)
+    assert code == 1, out + err
+    [line] = [x for x in out.splitlines() if x.startswith("[FAIL] slack app token")]
+    assert "holds a bot token" in line
