@@ -59,10 +59,9 @@ async def test_sigterm_stops_the_bot_while_it_is_still_connecting(
     proc = await start(["slack"], env)
     healthz = f"http://127.0.0.1:{env['PORT']}/healthz"
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            if slack_server.calls_to("apps.connections.open"):
-                break
-            await asyncio.sleep(0.05)
+        await slack_server.wait_until(
+            lambda: bool(slack_server.calls_to("apps.connections.open")), 10
+        )
         async with http.get(healthz) as resp:
             assert resp.status == 503  # listening, not connected
     proc.send_signal(signal.SIGTERM)

@@ -212,7 +212,7 @@ async def test_a_follow_up_sent_while_the_first_question_is_still_being_read_is_
     first = asyncio.create_task(
         conversation.say("what is this?", files={"photo.jpg": jpeg(64, 64)})
     )
-    await asyncio.sleep(0.2)
+    await conversation.port.fetching.wait()  # the first turn is reading the photo
     second = await conversation.say("and what colour is it?", addressed=False)
 
     assert "A small square photo." in await first

@@ -3,7 +3,6 @@ replies still being written when the bot is told to stop."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ async def test_auto_thread_message_seen_by_two_processes_is_answered_once_in_its
     model_server.reply("Tea is a drink.")
     model_server.reply("Tea is a drink (again).")
     async with (
-        start_bot(discord_server, model_server, tmp_path, DISCORD_AUTO_THREAD=True),
-        start_bot(discord_server, model_server, tmp_path, DISCORD_AUTO_THREAD=True),
+        start_bot(discord_server, model_server, tmp_path, DISCORD_AUTO_THREAD=True) as a,
+        start_bot(discord_server, model_server, tmp_path, DISCORD_AUTO_THREAD=True) as b,
     ):
         channel = discord_server.channel_id()
         said = await discord_server.user_says(channel, "tell me about tea")
@@ -32,7 +31,13 @@ async def test_auto_thread_message_seen_by_two_processes_is_answered_once_in_its
             lambda: [m["content"] for m in discord_server.bot_messages(thread)]
             == ["Tea is a drink."]
         )
-        await asyncio.sleep(1.5)  # room for a second answer, were one coming
+        # Until the other process has seen the message too, and let it go as a duplicate.
+        await discord_server.until(lambda: sum(
+            r.core.metrics.registry.get_sample_value(
+                "threadwise_turns_total", {"platform": "discord", "outcome": "duplicate"}
+            ) or 0
+            for r in (a, b)
+        ) == 1)
     assert discord_server.state.threads_created == [thread]
     assert discord_server.bot_messages(channel) == [], "no second answer in the channel"
     assert [m["content"] for m in discord_server.bot_messages(thread)] == ["Tea is a drink."]

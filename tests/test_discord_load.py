@@ -60,4 +60,7 @@ async def test_two_shard_processes_share_the_global_limit(
             wait_s=90,
         )
     assert server.global_rate_limits == []
+    edits = [w for w in server.writes if w.kind == "edit" and w.status == 200]
+    assert len(edits) >= CHANNELS, "the replies streamed in (the load was real)"
+    assert server.rate_limits == []
     assert {p["shard"][0] for p in server.identify_payloads} == {0, 1}

@@ -345,7 +345,7 @@ async def test_confirm_answers_from_the_term_and_asks_the_database_once_it_runs_
         assert await lease.confirm(), "an expired lease nobody took is renewed, not given up"
         assert not await store.try_acquire_lease("thread:a", "intruder", 30)
         await asyncio.sleep(0.5)
-        await store.try_acquire_lease("thread:a", "intruder", 30)  # taken over meanwhile
+        assert await store.try_acquire_lease("thread:a", "intruder", 30)  # taken over
         assert not await lease.confirm() and lease.lost
         assert not await lease.confirm(), "a lost lease stays lost"
 

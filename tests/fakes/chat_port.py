@@ -44,6 +44,7 @@ class MemoryPort:
     writes: list[Write] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)
     fetch_delay_s: float = 0.0  # a slow file host
+    fetching: asyncio.Event = field(default_factory=asyncio.Event)  # a download began
 
     def limits(self, key: ThreadKey) -> WriteLimits:
         return WriteLimits(self.max_chars, self.min_gap_s, f"memory:{key.channel}", 50.0, 10)
@@ -72,6 +73,7 @@ class MemoryPort:
 
     async def fetch_file(self, ref: FileRef, *, max_bytes: int) -> bytes:
         self.downloads.append(ref.name)
+        self.fetching.set()
         await asyncio.sleep(self.fetch_delay_s)
         data = self.files.get(ref.url)
         if data is None:
