@@ -12,6 +12,23 @@ from tests.fakes.model_server import FakeModelServer
 CHANNELS = 60
 
 
+async def _ask_everywhere(server: DiscordServer, channels: list[str], answer: str) -> None:
+    """Someone asks in every channel at once; every reply arrives whole."""
+    await asyncio.gather(*(server.user_says(c, "a story, please") for c in channels))
+    await server.until(
+        lambda: all([m["content"] for m in server.bot_messages(c)] == [answer]
+                    for c in channels),
+        wait_s=90,
+    )
+
+
+def _streamed_without_429s(server: DiscordServer) -> None:
+    assert server.global_rate_limits == []
+    edits = [w for w in server.writes if w.kind == "edit" and w.status == 200]
+    assert len(edits) >= CHANNELS, "the replies streamed in (the load was real)"
+    assert server.rate_limits == []
+
+
 async def test_sixty_channels_streaming_at_once_never_get_a_global_429(
     discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path
 ) -> None:
@@ -24,16 +41,8 @@ async def test_sixty_channels_streaming_at_once_never_get_a_global_429(
     for _ in channels:
         model_server.reply(answer, tokens_per_s=8)  # a few seconds of streaming each
     async with start_bot(server, model_server, tmp_path, DISCORD_USER_RATE_PER_MIN=0):
-        await asyncio.gather(*(server.user_says(c, "a story, please") for c in channels))
-        await server.until(
-            lambda: all([m["content"] for m in server.bot_messages(c)] == [answer]
-                        for c in channels),
-            wait_s=90,
-        )
-    assert server.global_rate_limits == []
-    edits = [w for w in server.writes if w.kind == "edit" and w.status == 200]
-    assert len(edits) >= CHANNELS, "the replies streamed in (the load was real)"
-    assert server.rate_limits == []
+        await _ask_everywhere(server, channels, answer)
+    _streamed_without_429s(server)
 
 
 async def test_two_shard_processes_share_the_global_limit(
@@ -53,14 +62,6 @@ async def test_two_shard_processes_share_the_global_limit(
         start_bot(server, model_server, tmp_path, DISCORD_SHARD_IDS="0", **shard),
         start_bot(server, model_server, tmp_path, DISCORD_SHARD_IDS="1", **shard),
     ):
-        await asyncio.gather(*(server.user_says(c, "a story, please") for c in channels))
-        await server.until(
-            lambda: all([m["content"] for m in server.bot_messages(c)] == [answer]
-                        for c in channels),
-            wait_s=90,
-        )
-    assert server.global_rate_limits == []
-    edits = [w for w in server.writes if w.kind == "edit" and w.status == 200]
-    assert len(edits) >= CHANNELS, "the replies streamed in (the load was real)"
-    assert server.rate_limits == []
+        await _ask_everywhere(server, channels, answer)
+    _streamed_without_429s(server)
     assert {p["shard"][0] for p in server.identify_payloads} == {0, 1}
