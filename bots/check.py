@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bots.config import ConfigError, validated
+from bots.config import ConfigError, load_overrides, validated
 from core.model import build_model_client
 from core.model.types import ModelError, ModelMessage, ModelRequest, TextDelta, TextPart
 from core.settings import Settings, is_loopback_url
@@ -106,7 +106,7 @@ def check_platform_settings(settings: Settings) -> list[CheckResult]:
         ("slack settings", load_read_settings, settings.slack_bot_token is not None),
         ("discord settings", load_discord_settings, settings.discord_token is not None),
     ]
-    results = []
+    results = [check_overrides(settings)] if settings.threadwise_config else []
     for name, load, configured in loaders:
         try:
             validated(load)
@@ -117,6 +117,17 @@ def check_platform_settings(settings: Settings) -> list[CheckResult]:
             if configured:
                 results.append(CheckResult(name, True, "valid"))
     return results
+
+
+def check_overrides(settings: Settings) -> CheckResult:
+    """THREADWISE_CONFIG: readable, valid, and how many channels it tailors."""
+    try:
+        overrides = load_overrides(settings)
+    except ConfigError as exc:
+        problem = str(exc).removeprefix("invalid configuration: ")
+        return CheckResult("channel overrides", False, problem)
+    counts = f"{len(overrides.slack)} Slack and {len(overrides.discord)} Discord channel(s)"
+    return CheckResult("channel overrides", True, f"{counts} from {overrides.source}")
 
 
 async def run_checks(settings: Settings) -> int:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from core.channel_overrides import ChannelOverrides, OverridesError, load_channel_overrides
 from core.settings import Settings, is_loopback_url
+
+log = logging.getLogger(__name__)
 
 # Which variables each command cannot run without, and how to fix each.
 _FIXES = {
@@ -67,6 +71,23 @@ def validated(load: Callable[[], T]) -> T:
 
 def load_settings(**overrides: Any) -> Settings:
     return validated(lambda: Settings(**overrides))
+
+
+def load_overrides(settings: Settings) -> ChannelOverrides:
+    """THREADWISE_CONFIG's per-channel overrides (none when unset), or one ConfigError line."""
+    try:
+        return load_channel_overrides(settings.threadwise_config)
+    except OverridesError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def warn_unreachable(overrides: ChannelOverrides, slack_allowed: tuple[str, ...]) -> None:
+    """A Slack section for a channel SLACK_ALLOWED_CHANNELS leaves out never applies: say
+    so at start. (Discord sections may name threads, whose parent the allow-list names.)"""
+    outside = sorted(set(overrides.slack) - set(slack_allowed)) if slack_allowed else []
+    if outside:
+        log.warning("THREADWISE_CONFIG has sections for %s, which SLACK_ALLOWED_CHANNELS "
+                    "leaves out: they never apply", ", ".join(outside))
 
 
 def require(settings: Settings, command: str) -> None:

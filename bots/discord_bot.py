@@ -27,10 +27,8 @@ from adapters.discord.settings import DiscordSettings, load_discord_settings
 from adapters.health import HealthServer
 from bots.check import CheckResult
 from bots.compose import Core, open_core
-from bots.config import ConfigError, validated
+from bots.config import ConfigError, load_overrides, validated
 from bots.stop_signals import stop_on_signals
-from core.model import build_model_client
-from core.service import ConversationService
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -162,31 +160,6 @@ async def check_discord(settings: Settings) -> list[CheckResult]:
     return results
 
 
-class ModelServices:
-    """One ConversationService per /model choice, sharing the store, write budgets and metrics."""
-
-    def __init__(self, core: Core) -> None:
-        self._core = core
-        self._services: dict[str, ConversationService] = {}
-
-    def get(self, model: str) -> ConversationService:
-        service = self._services.get(model)
-        if service is None:
-            settings = self._core.settings.model_copy(update={"model_name": model})
-            base = self._core.service
-            service = ConversationService(
-                settings=settings, store=self._core.store, model=build_model_client(settings),
-                metrics=self._core.metrics, tokenizer=base.tokenizer, budgets=base.budgets,
-            )
-            self._services[model] = service
-        return service
-
-    async def aclose(self) -> None:
-        for service in self._services.values():
-            await service.model.aclose()
-        self._services.clear()
-
-
 @dataclass
 class RunningDiscord:
     bot: ThreadwiseBot
@@ -210,11 +183,12 @@ async def running_discord(
         raise ConfigError(NO_TOKEN)
     if discord_settings is None:
         discord_settings = _discord_settings()
-    async with open_core(settings) as core:
-        services = ModelServices(core)
+    overrides = load_overrides(settings)
+    async with open_core(settings, overrides) as core:
         bot = build_bot(
             settings=settings, discord_settings=discord_settings, service=core.service,
-            service_for_model=services.get, guild_ready_timeout=guild_ready_timeout,
+            tailored=core.services, overrides=overrides,
+            guild_ready_timeout=guild_ready_timeout,
         )
         health = (
             HealthServer(ready=bot.accepting, metrics=core.metrics.render) if serve_health else None
@@ -248,7 +222,6 @@ async def running_discord(
                     await bot.close()
                 if health is not None:
                     await health.stop()
-                await services.aclose()
 
 
 async def _reach_gateway(bot: ThreadwiseBot, settings: Settings) -> None:

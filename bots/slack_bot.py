@@ -12,7 +12,7 @@ from adapters.slack.history import load_read_settings
 from adapters.slack.manifest import BOT_SCOPES, manifest_yaml
 from bots.check import CheckResult
 from bots.compose import open_core
-from bots.config import ConfigError, validated
+from bots.config import ConfigError, load_overrides, validated, warn_unreachable
 from bots.stop_signals import stop_on_signals
 from core.settings import Settings
 
@@ -43,9 +43,12 @@ def _quiet_sdk_loggers() -> None:
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     _quiet_sdk_loggers()
     read = validated(load_read_settings)  # SLACK_HISTORY_*: exit 2 before anything opens
-    async with open_core(settings) as core:
+    overrides = load_overrides(settings)
+    warn_unreachable(overrides, settings.slack_allowed_channels)
+    async with open_core(settings, overrides) as core:
         try:
-            bot = SlackBot(settings, core.service, registry=core.metrics.registry, read=read)
+            bot = SlackBot(settings, core.service, registry=core.metrics.registry, read=read,
+                           overrides=overrides, tailored=core.services)
         except SlackStartupError as exc:
             raise ConfigError(str(exc)) from None
         try:

@@ -113,8 +113,8 @@ class Settings(BaseSettings):
     # --- operations --------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
-    # THREADWISE_CONFIG (per-channel overrides from TOML, DESIGN.md §3) is not read:
-    # nothing implements it yet, and a field nobody uses would suggest it works.
+    # Per-channel overrides (core/channel_overrides.py); read once at start-up.
+    threadwise_config: str | None = Field(None, alias="THREADWISE_CONFIG")
 
     # --- several processes (not part of the contract) ------------------------
     # How long a thread's lease outlives a process that died holding it; a live

@@ -14,6 +14,7 @@ from tests.fakes.bad_files import jpeg
 from tests.fakes.discord_harness import (
     answer_to,
     replies_to,
+    response_text,
     start_bot,
     usage_reaches,
 )
@@ -33,16 +34,6 @@ async def final_text(server: DiscordServer, record: InteractionRecord, text: str
     await server.until(
         lambda: [m["content"] for m in server.interaction_messages(record)][:1] == [text]
     )
-
-
-async def response_text(server: DiscordServer, record: InteractionRecord) -> str:
-    """Wait until the deferred response got content; return it."""
-    def filled() -> bool:
-        shown = server.interaction_messages(record)
-        return bool(shown) and bool(shown[0]["content"])
-
-    await server.until(filled)
-    return str(server.interaction_messages(record)[0]["content"])
 
 
 async def test_commands_are_synced_on_start(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import discord
@@ -18,6 +18,7 @@ from adapters.discord.port import NO_PINGS, AttachmentIndex, DiscordPort, Rememb
 from adapters.discord.request_budget import GLOBAL_RATE, RequestBudget, budget_trace
 from adapters.discord.routing import Conversation, ConversationRouter, thread_key
 from adapters.discord.settings import DiscordSettings
+from core.channel_overrides import ChannelOverrides
 from core.ports import ChatPort
 from core.service import ConversationService
 from core.settings import Settings
@@ -46,7 +47,12 @@ class Conversations(Keeper, Protocol):
     ) -> Usage: ...
 
 
-ServiceForModel = Callable[[str], Conversations]
+class TailoredServices(Protocol):
+    """Services answering with another model or system prompt (core.profiles provides it)."""
+
+    def get(
+        self, *, model: str | None = None, system_prompt: str | None = None
+    ) -> Conversations: ...
 
 
 class ThreadwiseBot(discord.Client):
@@ -56,7 +62,8 @@ class ThreadwiseBot(discord.Client):
         settings: Settings,
         discord_settings: DiscordSettings,
         service: Conversations,
-        service_for_model: ServiceForModel | None = None,
+        tailored: TailoredServices | None = None,
+        overrides: ChannelOverrides | None = None,
         guild_ready_timeout: float = 2.0,
         summaries: SummaryService | None = None,
         request_rate: float = GLOBAL_RATE,
@@ -72,16 +79,19 @@ class ThreadwiseBot(discord.Client):
         self.settings = settings
         self.discord_settings = discord_settings
         self.service = service
-        self._service_for_model = service_for_model
+        self._tailored = tailored
+        self.overrides = overrides or ChannelOverrides()
         self.tree = TrackedCommandTree(self)
         self.attachments = AttachmentIndex()
         self.port = DiscordPort(self, self.attachments)
-        self.models = ModelChoices(settings.model_name, discord_settings.models, service)
+        self.models = ModelChoices(
+            settings.model_name, discord_settings.models, service, self.overrides
+        )
         self.resets = ChannelResets(service)
         self.router = ConversationRouter(service, self.resets)
         self.channels = ChannelResolver()
         self.policy = CommunityPolicy(
-            settings, discord_settings,
+            settings, discord_settings, self.overrides,
             lambda since, user_id: service.usage(since=since, user_id=user_id),
         )
         if summaries is None and isinstance(service, ConversationService):
@@ -160,12 +170,12 @@ class ThreadwiseBot(discord.Client):
         return True
 
     def service_for(self, places: tuple[str, ...]) -> Conversations:
-        """The service answering here: the /model choice of the channel (or of a thread's
-        parent channel), else the configured model."""
-        model = self.models.effective(places)
-        if model == self.models.default or self._service_for_model is None:
+        """The service answering here: the model ModelChoices names for the channel (or a
+        thread's parent), with the system prompt THREADWISE_CONFIG gives it."""
+        if self._tailored is None:
             return self.service
-        return self._service_for_model(model)
+        prompt = self.overrides.discord_places(places).system_prompt
+        return self._tailored.get(model=self.models.effective(places), system_prompt=prompt)
 
     # --- messages ----------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:

@@ -123,7 +123,6 @@ def register_commands(bot: ThreadwiseBot) -> None:
             await _say(interaction, NOT_HERE)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        place = str(interaction.channel_id)
         if name is None:
             offered = ", ".join(f"`{m}`" for m in bot.models.offered)
             # What replies here use: in a thread, the parent channel's choice counts too.
@@ -137,7 +136,7 @@ def register_commands(bot: ThreadwiseBot) -> None:
             await _say(interaction, f"`{name}` isn't one of the configured models.")
             return
         try:
-            await bot.models.choose(place, name)
+            await bot.models.choose(who.places, name)
         except Exception as exc:
             await _not_saved(interaction, "the model choice", exc)
             return
@@ -158,7 +157,7 @@ def register_commands(bot: ThreadwiseBot) -> None:
         since = start_of_utc_day(time.time())
         mine = await bot.service.usage(since=since, user_id=str(interaction.user.id))
         here = await bot.service.usage(since=since, channel=str(interaction.channel_id))
-        quota = bot.discord_settings.daily_token_quota
+        quota = bot.policy.quota(requester(interaction))
         limit = f" of your {quota:,} daily quota" if quota else ""
         await _say(
             interaction,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from core.channel_overrides import ChannelOverrides
+
 log = logging.getLogger(__name__)
 
 MAX_CHOICES = 25  # Discord shows at most 25 autocomplete choices
@@ -27,11 +29,17 @@ class Keeper(Protocol):
 
 
 class ModelChoices:
-    """Which model each channel uses."""
+    """Which model each channel uses: its /model choice (a thread's, then its parent
+    channel's), else the channel's THREADWISE_CONFIG model, else MODEL_NAME."""
 
-    def __init__(self, default: str, offered: tuple[str, ...], keeper: Keeper) -> None:
+    def __init__(
+        self, default: str, offered: tuple[str, ...], keeper: Keeper,
+        overrides: ChannelOverrides | None = None,
+    ) -> None:
         self.default = default
-        self._offered = list(dict.fromkeys((default, *offered)))
+        self._overrides = overrides or ChannelOverrides()
+        # A channel's configured model is offered too, so /model can switch back to it.
+        self._offered = list(dict.fromkeys((default, *offered, *self._overrides.models("discord"))))
         self._keeper = keeper
         self._by_channel: dict[str, str] = {}
 
@@ -42,7 +50,7 @@ class ModelChoices:
                 self._by_channel[channel] = model
             else:  # DISCORD_MODELS changed since: say so rather than silently switch
                 log.warning("channel %s chose %s, which is no longer configured; using %s",
-                            channel, model, self.default)
+                            channel, model, self.effective((channel,)))
 
     @property
     def offered(self) -> list[str]:
@@ -53,24 +61,31 @@ class ModelChoices:
         found = [m for m in self._offered if typed in m.lower()]
         return found[:MAX_CHOICES]
 
-    async def choose(self, channel_id: str, model: str) -> None:
-        """Saved first: a choice that could not be kept is not applied either."""
+    async def choose(self, places: tuple[str, ...], model: str) -> None:
+        """Choose for places[0] (a thread's parent stays as it is). Saved first: a choice
+        that could not be kept is not applied either."""
         if model not in self._offered:
             raise ValueError(f"{model} is not one of the configured models")
-        chosen = None if model == self.default else model
-        await self._keeper.remember(MODEL_PREFIX + channel_id, chosen)
+        channel = places[0]
+        # Choosing what would apply anyway is no choice: the place follows later changes.
+        chosen = None if model == self._inherited(places) else model
+        await self._keeper.remember(MODEL_PREFIX + channel, chosen)
         if chosen is None:
-            self._by_channel.pop(channel_id, None)
+            self._by_channel.pop(channel, None)
         else:
-            self._by_channel[channel_id] = chosen
-
-    def current(self, channel_id: str) -> str:
-        return self._by_channel.get(channel_id, self.default)
+            self._by_channel[channel] = chosen
 
     def effective(self, places: tuple[str, ...]) -> str:
-        """The model answering in the first of `places` (a thread, then its parent channel)
-        that made a choice, else the configured one."""
-        return next((m for m in map(self.current, places) if m != self.default), self.default)
+        """The model answering in the first of `places` (a thread, then its parent)."""
+        chosen = next((self._by_channel[p] for p in places if p in self._by_channel), None)
+        return chosen or self._configured(places)
+
+    def _inherited(self, places: tuple[str, ...]) -> str:
+        chosen = next((self._by_channel[p] for p in places[1:] if p in self._by_channel), None)
+        return chosen or self._configured(places)
+
+    def _configured(self, places: tuple[str, ...]) -> str:
+        return self._overrides.discord_places(places).model or self.default
 
 
 class ChannelResets:

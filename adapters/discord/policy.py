@@ -13,6 +13,7 @@ from typing import Literal, get_args
 import discord
 
 from adapters.discord.settings import DiscordSettings
+from core.channel_overrides import ChannelOverrides
 from core.settings import Settings
 from core.types import Usage
 
@@ -72,6 +73,7 @@ class CommunityPolicy:
         self,
         settings: Settings,
         discord_settings: DiscordSettings,
+        overrides: ChannelOverrides,
         usage: UsageLookup,
         *,
         clock: Callable[[], float] = time.time,
@@ -79,6 +81,7 @@ class CommunityPolicy:
         self._allowed_channels = set(settings.discord_allowed_channels)
         self._allowed_roles = {r.lower() for r in settings.discord_allowed_roles}
         self._settings = discord_settings
+        self._overrides = overrides
         self._blocked_roles = {r.lower() for r in discord_settings.blocked_roles}
         self._usage = usage
         self._clock = clock
@@ -99,7 +102,15 @@ class CommunityPolicy:
         roles = who.role_ids | who.role_names
         if roles & self._blocked_roles:
             return False
-        return not self._allowed_roles or bool(roles & self._allowed_roles) or who.is_admin
+        here = self._overrides.discord_places(who.places)
+        if who.is_admin:
+            return True
+        if here.allowed_users is not None and who.user_id not in here.allowed_users:
+            return False
+        allowed_roles = self._allowed_roles
+        if here.allowed_roles is not None:
+            allowed_roles = {r.lower() for r in here.allowed_roles}
+        return not allowed_roles or bool(roles & allowed_roles)
 
     def take_request(self, who: Requester) -> str | None:
         """Count one request; a friendly refusal when the user is over the per-minute rate."""
@@ -129,9 +140,15 @@ class CommunityPolicy:
         self._warned[(who.user_id, kind)] = now
         return True
 
+    def quota(self, who: Requester) -> int:
+        """Tokens a user may spend a day when asking here (0 = no quota); usage counts
+        everywhere, so a channel with a smaller quota is closed to a heavy user first."""
+        here = self._overrides.discord_places(who.places).daily_token_quota
+        return self._settings.daily_token_quota if here is None else here
+
     async def over_quota(self, who: Requester) -> str | None:
         """A friendly refusal when the user spent today's token quota."""
-        quota = self._settings.daily_token_quota
+        quota = self.quota(who)
         if who.is_admin or quota <= 0:
             return None
         now = self._clock()

@@ -21,7 +21,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncServerErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.events import BotIdentity, Service, SlackEventHandler, TaskKeeper
+from adapters.slack.events import (
+    BotIdentity,
+    Service,
+    SlackEventHandler,
+    TailoredServices,
+    TaskKeeper,
+)
 from adapters.slack.files import FileHostPolicy, SlackFileFetcher
 from adapters.slack.history import SlackHistory, SlackReadSettings, load_read_settings
 from adapters.slack.http import HttpSurface
@@ -32,6 +38,7 @@ from adapters.slack.rate import SlackRateGate
 from adapters.slack.shared_files import SharedFiles
 from adapters.slack.summary import SlackSummaries, register_summaries
 from adapters.slack.users import DisplayNames
+from core.channel_overrides import ChannelOverrides
 from core.service import ConversationService
 from core.settings import Settings
 from core.summary_service import SummaryService
@@ -95,10 +102,13 @@ class SlackBot:
         self, settings: Settings, service: Service, *, registry: CollectorRegistry | None = None,
         host: str = "0.0.0.0", port: int | None = None, speed: float = 1.0,
         stream_idle_s: float = 30.0, summaries: SummaryService | None = None,
-        read: SlackReadSettings | None = None,
+        read: SlackReadSettings | None = None, overrides: ChannelOverrides | None = None,
+        tailored: TailoredServices | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
+        self.overrides = overrides or ChannelOverrides()
+        self.tailored = tailored  # answers channels whose overrides change model or prompt
         self.registry = registry or CollectorRegistry()
         self.metrics = SlackMetrics(self.registry)
         self.client = web_client(settings, self.metrics)
@@ -164,8 +174,9 @@ class SlackBot:
             service=self.service, port=self.port, names=names, me=me,
             allowed_channels=allowed,
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
-            notice=NotEnabledNotice(self.client, self.gate, allowed) if allowed else None,
+            notice=NotEnabledNotice(self.client, self.gate, allowed),
             shared=SharedFiles(self.client, self.gate), history=history,
+            overrides=self.overrides, tailored=self.tailored,
         )
         if self.summary_service is not None:
             self.summaries = SlackSummaries(

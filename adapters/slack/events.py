@@ -23,6 +23,7 @@ from adapters.slack.port import SlackChatPort
 from adapters.slack.shared_files import SharedFiles, SlackFile
 from adapters.slack.thread_context import earlier_in_thread
 from adapters.slack.users import DisplayNames
+from core.channel_overrides import ChannelOverrides
 from core.ports import ChatPort, Coordination
 from core.types import FileRef, Inbound, ThreadKey
 
@@ -43,6 +44,12 @@ class Service(Protocol):
     def store(self) -> Coordination: ...
 
 
+class TailoredServices(Protocol):
+    """Services answering with another model or system prompt (core.profiles provides it)."""
+
+    def get(self, *, model: str | None = None, system_prompt: str | None = None) -> Service: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BotIdentity:
     user_id: str
@@ -59,9 +66,13 @@ class Decision:
     why: str = ""
 
 
+CHANNEL_NOT_ALLOWED = "channel not allowed"
+USER_NOT_ALLOWED = "user not allowed here"
+
+
 def classify(
     event: Event, *, kind: str, me: BotIdentity, allowed_channels: tuple[str, ...],
-    follow_threads: bool,
+    follow_threads: bool, overrides: ChannelOverrides | None = None,
 ) -> Decision:
     if event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile"):
         return Decision("ignore", "a bot wrote it")
@@ -72,10 +83,13 @@ def classify(
     if not event.get("channel") or not event.get("ts"):
         return Decision("ignore", "malformed event: no channel or ts")
     channel = str(event.get("channel") or "")
+    # Only someone who spoke to the bot (a mention, a DM) is told; chatter is not.
+    addressed = kind == "app_mention" or event.get("channel_type") == "im"
     if allowed_channels and channel not in allowed_channels:
-        # Only someone who spoke to the bot (a mention, a DM) is told; chatter is not.
-        addressed = kind == "app_mention" or event.get("channel_type") == "im"
-        return Decision("refuse" if addressed else "ignore", "channel not allowed")
+        return Decision("refuse" if addressed else "ignore", CHANNEL_NOT_ALLOWED)
+    users = (overrides or ChannelOverrides()).slack_channel(channel).allowed_users
+    if users is not None and event.get("user") not in users:
+        return Decision("refuse" if addressed else "ignore", USER_NOT_ALLOWED)
     if kind == "app_mention":
         return Decision("answer")
     if event.get("channel_type") == "im":
@@ -141,8 +155,11 @@ class SlackEventHandler:
         me: BotIdentity, allowed_channels: tuple[str, ...], follow_threads: bool,
         tasks: TaskKeeper, recent: int = 5000, notice: NotEnabledNotice | None = None,
         shared: SharedFiles | None = None, history: SlackHistory | None = None,
+        overrides: ChannelOverrides | None = None, tailored: TailoredServices | None = None,
     ) -> None:
         self.service = service
+        self.overrides = overrides or ChannelOverrides()
+        self.tailored = tailored
         self.port = port
         self.names = names
         self.me = me
@@ -162,7 +179,7 @@ class SlackEventHandler:
         """Decide at once and schedule the work; returns the decision (for logs/tests)."""
         decision = classify(
             event, kind=kind, me=self.me, allowed_channels=self.allowed_channels,
-            follow_threads=self.follow_threads,
+            follow_threads=self.follow_threads, overrides=self.overrides,
         )
         if decision.action == "ignore":
             log.debug("ignoring %s event: %s", kind, decision.why)
@@ -171,7 +188,8 @@ class SlackEventHandler:
         if decision.action == "refuse":
             key = thread_key(event, team)
             if self.notice is not None and self.notice.first_in(key):
-                self.tasks.spawn(self.notice.tell(key), name=f"slack-not-enabled:{key.root}")
+                tell = self.notice.tell(key, for_user=decision.why == USER_NOT_ALLOWED)
+                self.tasks.spawn(tell, name=f"slack-not-enabled:{key.root}")
             return decision
         identity = (team, str(event["channel"]), str(event["ts"]))
         if identity in self._recent:
@@ -208,7 +226,7 @@ class SlackEventHandler:
             )
             recipient_team = str(event.get("user_team") or event.get("team") or team)
             self.port.remember_requester(key, str(event["ts"]), user, recipient_team)
-            await self.service.handle(inbound, self.port)
+            await self.service_for(key.channel).handle(inbound, self.port)
         except asyncio.CancelledError:
             raise
         except Exception:  # the service never raises; this guards our own plumbing
@@ -218,6 +236,14 @@ class SlackEventHandler:
                 self._addressing[key] -= 1
                 if not self._addressing[key]:
                     del self._addressing[key]
+
+    def service_for(self, channel: str) -> Service:
+        """The service answering in `channel`: its THREADWISE_CONFIG model and system
+        prompt, else the configured ones."""
+        here = self.overrides.slack_channel(channel)
+        if self.tailored is None:
+            return self.service
+        return self.tailored.get(model=here.model, system_prompt=here.system_prompt)
 
     async def _said_before(self, event: Event, key: ThreadKey) -> str:
         """For a mention inside a thread the bot has no history of (people talked first):

@@ -1,4 +1,5 @@
-"""One short note when someone addresses the bot where SLACK_ALLOWED_CHANNELS leaves it out.
+"""One short note when someone addresses the bot where SLACK_ALLOWED_CHANNELS leaves it out,
+or in a channel whose THREADWISE_CONFIG allowed_users leaves them out.
 
 Silence there looks like a broken bot, most of all in DMs, which Slack's Messages tab
 and assistant view invite. The note says where the bot does answer, at most once per
@@ -20,6 +21,10 @@ from core.types import ThreadKey
 log = logging.getLogger(__name__)
 
 MAX_NAMED = 5  # channels listed in the note; more read as noise
+USERS_ONLY = (
+    "I only answer certain people in this channel, so I can't answer you here. "
+    "Ask an admin if you need access."
+)
 
 
 def not_enabled_text(allowed: Sequence[str]) -> str:
@@ -54,14 +59,21 @@ class NotEnabledNotice:
             self._told.popitem(last=False)
         return True
 
-    async def tell(self, key: ThreadKey) -> None:
-        log.info("addressed in %s, which SLACK_ALLOWED_CHANNELS leaves out; saying so once",
-                 key)
+    async def tell(self, key: ThreadKey, *, for_user: bool = False) -> None:
+        """Say it once; for_user: the channel is open, but not to this person."""
+        if for_user:
+            log.info("addressed in %s by someone its allowed_users (THREADWISE_CONFIG) "
+                     "leaves out; saying so once", key)
+            text = USERS_ONLY
+        else:
+            log.info("addressed in %s, which SLACK_ALLOWED_CHANNELS leaves out; saying so "
+                     "once", key)
+            text = self._text
         try:
             await self._gate.acquire("chat.postMessage", key.space, key.channel)
             # `text` (Slack's mrkdwn) is where <#C…> renders as a channel link.
             await self._client.chat_postMessage(
-                channel=key.channel, thread_ts=key.root, text=self._text,
+                channel=key.channel, thread_ts=key.root, text=text,
                 unfurl_links=False, unfurl_media=False,
             )
         except Exception as exc:  # a courtesy note; nothing to retry or report

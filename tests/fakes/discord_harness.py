@@ -15,6 +15,7 @@ from adapters.discord.settings import load_discord_settings
 from bots.discord_bot import RunningDiscord, running_discord
 from core.settings import Settings
 from tests.fakes.discord_server import DiscordServer
+from tests.fakes.discord_state import InteractionRecord
 from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.model_server import FakeModelServer
 
@@ -106,6 +107,16 @@ async def answer_to(server: DiscordServer, message_id: str, text: str) -> dict[s
     """Wait until the bot's reply to message_id shows exactly `text`; return that message."""
     await server.until(lambda: any(m["content"] == text for m in replies_to(server, message_id)))
     return next(m for m in replies_to(server, message_id) if m["content"] == text)
+
+
+async def response_text(server: DiscordServer, record: InteractionRecord) -> str:
+    """Wait until a slash command's deferred response got content; return it."""
+    def filled() -> bool:
+        shown = server.interaction_messages(record)
+        return bool(shown) and bool(shown[0]["content"])
+
+    await server.until(filled)
+    return str(server.interaction_messages(record)[0]["content"])
 
 
 async def usage_reaches(

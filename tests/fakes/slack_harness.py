@@ -9,6 +9,7 @@ from typing import Any
 
 from adapters.slack.bot import SlackBot
 from bots.compose import open_core
+from bots.config import load_overrides
 from core.settings import Settings
 from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.model_server import FakeModelServer
@@ -41,9 +42,11 @@ async def running_bot(
     slack.set_rate_speed(speed)
     settings = bot_settings(slack, model, tmp_path / "threadwise.db", socket_mode=socket_mode,
                             **extra)
-    async with open_core(settings) as core:
+    overrides = load_overrides(settings)  # THREADWISE_CONFIG, as `threadwise slack` reads it
+    async with open_core(settings, overrides) as core:
         bot = SlackBot(settings, core.service, registry=core.metrics.registry, host="127.0.0.1",
-                       port=0, speed=speed, stream_idle_s=stream_idle_s)
+                       port=0, speed=speed, stream_idle_s=stream_idle_s, overrides=overrides,
+                       tailored=core.services)
         try:
             await bot.start()
             yield bot

@@ -1,0 +1,140 @@
+"""Per-channel overrides from the optional TOML file named by THREADWISE_CONFIG.
+
+    [slack.C0123ABCD]                 # a Slack channel id
+    system_prompt = "You answer questions about our on-call runbooks."
+    model = "openai/gpt-5.5"
+    allowed_users = ["U012AB3CD"]     # only these people are answered here
+
+    [discord.112233445566778899]      # a Discord channel id; its threads inherit it
+    model = "openai/gpt-5.2-chat"
+    allowed_roles = ["helpers"]       # replaces DISCORD_ALLOWED_ROLES here
+    daily_token_quota = 20000         # replaces DISCORD_DAILY_TOKEN_QUOTA here
+
+A setting left out falls back to the environment. Channels are named by id, not by
+name: names change and are not unique, ids are neither.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+CHANNEL_ID = {
+    "slack": re.compile(r"[CDG][A-Z0-9]{2,}"),
+    "discord": re.compile(r"[0-9]{15,22}"),
+}
+CHANNEL_ID_HINT = {
+    "slack": "a channel id such as C0123ABCD (channel details → About, at the bottom)",
+    "discord": "a channel id such as 112233445566778899 (Developer Mode → Copy Channel ID)",
+}
+
+
+class ChannelOverride(BaseModel):
+    """What one channel changes; None = the environment's value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system_prompt: NonBlank | None = None
+    model: NonBlank | None = None
+    allowed_users: tuple[NonBlank, ...] | None = None
+
+
+class DiscordChannelOverride(ChannelOverride):
+    allowed_roles: tuple[NonBlank, ...] | None = None
+    daily_token_quota: int | None = Field(None, ge=0)
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slack: dict[str, ChannelOverride] = {}
+    discord: dict[str, DiscordChannelOverride] = {}
+
+
+class OverridesError(ValueError):
+    """THREADWISE_CONFIG cannot be used; the message is one line naming the place."""
+
+
+@dataclass(frozen=True)
+class ChannelOverrides:
+    slack: Mapping[str, ChannelOverride] = field(default_factory=dict)
+    discord: Mapping[str, DiscordChannelOverride] = field(default_factory=dict)
+    source: str = ""
+
+    def slack_channel(self, channel: str) -> ChannelOverride:
+        return self.slack.get(channel) or ChannelOverride()
+
+    def discord_places(self, places: Iterable[str]) -> DiscordChannelOverride:
+        """The override for the first of `places` (a thread, then its parent channel),
+        setting by setting: a thread's own section wins, the parent fills the gaps."""
+        found = [self.discord[p] for p in places if p in self.discord]
+        merged: dict[str, object] = {}
+        for section in reversed(found):
+            merged.update(section.model_dump(exclude_none=True))
+        return DiscordChannelOverride.model_validate(merged)
+
+    def models(self, platform: str) -> list[str]:
+        sections = self.slack if platform == "slack" else self.discord
+        return [s.model for s in sections.values() if s.model is not None]
+
+    def __len__(self) -> int:
+        return len(self.slack) + len(self.discord)
+
+
+def load_channel_overrides(path: str | None) -> ChannelOverrides:
+    """The overrides in `path`, or none when it is unset. Raises OverridesError."""
+    if not path:
+        return ChannelOverrides()
+    where = f"THREADWISE_CONFIG ({path})"
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OverridesError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise OverridesError(f"{where}: is a directory, not a TOML file") from None
+    except PermissionError:
+        raise OverridesError(f"{where}: not readable by this user") from None
+    except UnicodeDecodeError as exc:
+        raise OverridesError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") \
+            from None
+    except tomllib.TOMLDecodeError as exc:
+        raise OverridesError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        parsed = _File.model_validate(raw)
+    except ValidationError as exc:
+        raise OverridesError(f"{where}: {_describe(exc)}") from None
+    for platform, sections in (("slack", parsed.slack), ("discord", parsed.discord)):
+        for channel in sections:
+            if not CHANNEL_ID[platform].fullmatch(channel):
+                raise OverridesError(
+                    f"{where}: [{platform}.{channel}] is not {CHANNEL_ID_HINT[platform]}"
+                )
+    return ChannelOverrides(parsed.slack, parsed.discord, source=path)
+
+
+def _describe(exc: ValidationError) -> str:
+    """'[discord.123.modle]: unknown setting' — values are never echoed."""
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in err.get("loc", ())]
+        if err.get("type") == "extra_forbidden":
+            known = _known(loc)
+            problems.append(f"[{'.'.join(loc)}] is not a setting here (known: {known})")
+        else:
+            problems.append(f"[{'.'.join(loc)}]: {err.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+def _known(loc: list[str]) -> str:
+    if len(loc) <= 1:
+        return "[slack.<channel id>], [discord.<channel id>]"
+    model = DiscordChannelOverride if loc[0] == "discord" else ChannelOverride
+    return ", ".join(model.model_fields)
