@@ -25,7 +25,7 @@ from adapters.discord.links import DiscordLink, parse_discord_link
 from adapters.discord.port import MAX_CHARS as DISCORD_MAX_CHARS
 from adapters.discord.port import NO_PINGS
 from adapters.discord.summary import summary_text as discord_summary_text
-from adapters.slack.bot import web_client
+from adapters.slack.bot import SlackStartupError, web_client
 from adapters.slack.history import ReadRefused as SlackRefused
 from adapters.slack.history import (
     SlackHistory,
@@ -91,7 +91,10 @@ async def _slack(
     settings: Settings, service: SummaryService, link: SlackLink, read: SlackReadSettings, *,
     post: bool, hours: float | None, progress: ProgressBoard,
 ) -> str:
-    client = web_client(settings)
+    try:
+        client = web_client(settings)
+    except SlackStartupError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         me = await client.auth_test()
     except SlackApiError as exc:

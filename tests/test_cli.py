@@ -22,6 +22,15 @@ async def test_help_lists_every_command(cli: Runner, tmp_path: Path) -> None:
         assert command in out
 
 
+async def test_a_bare_threadwise_shows_the_commands_not_just_a_usage_error(
+    cli: Runner, tmp_path: Path
+) -> None:
+    code, out, err = await cli([], clean_env(tmp_path))
+    assert code == 2 and out == ""
+    assert "threadwise check" in err and "run the Discord bot" in err  # the whole help
+    assert "arguments are required" not in err
+
+
 @pytest.mark.parametrize(("command", "says"), [
     ("slack", ["Socket Mode when SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "/healthz"]),
     ("check", ["send the model one tiny request", "exit 0 when all pass"]),

@@ -48,6 +48,27 @@ async def test_a_wrong_or_swapped_app_token_exits_2_at_once(
     assert ("invalid_auth" if app_token != "bot" else "bot token") in out
 
 
+@pytest.mark.parametrize(("bot_token", "says"), [
+    ("app", "SLACK_BOT_TOKEN holds the app-level token (xapp-…)"),
+    ("xoxp-1-2-3-abcdef", "SLACK_BOT_TOKEN holds a user token (xoxp-…)"),
+    ("hunter2-not-a-token", "SLACK_BOT_TOKEN is not a bot token (xoxb-…)"),
+])
+async def test_a_bot_token_that_is_not_one_exits_2_before_slack_is_asked(
+    cli: Runner, slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    bot_token: str, says: str,
+) -> None:
+    token = slack_server.cfg.app_token if bot_token == "app" else bot_token
+    env = slack_env(tmp_path, slack_server, model_server, SLACK_APP_TOKEN=token)
+    env["SLACK_BOT_TOKEN"] = token  # both the same: the usual copy-paste slip
+    code, _, err = await cli(["slack"], env, within_s=20)
+    [line] = [x for x in err.splitlines() if x.startswith("threadwise")]
+    assert code == 2 and line.startswith(f"threadwise: {says}"), err
+    assert "OAuth & Permissions" in line and token not in err
+    code, out, _ = await cli(["check"], env)
+    assert code == 1 and f"[FAIL] slack: {says}" in out and token not in out
+    assert slack_server.calls_to("auth.test") == []  # judged without a round trip
+
+
 async def test_sigterm_stops_the_bot_while_it_is_still_connecting(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
     log_hygiene: LogHygiene,

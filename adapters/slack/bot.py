@@ -84,11 +84,27 @@ def app_token_problem(token: str) -> str | None:
     return f"SLACK_APP_TOKEN is not an app-level token (xapp-…): {APP_TOKEN_FIX}"
 
 
+BOT_TOKEN_FIX = "use the Bot User OAuth Token (xoxb-…) from OAuth & Permissions"
+
+
+def bot_token_problem(token: str) -> str | None:
+    """Why SLACK_BOT_TOKEN cannot work, judged by its prefix alone (no network)."""
+    if token.startswith(("xoxb-", "xoxe.xoxb-")):  # the second: a rotating bot token
+        return None
+    kind = {"xapp-": "the app-level token", "xoxp-": "a user token"}.get(token[:5])
+    if kind is not None:  # swapped with SLACK_APP_TOKEN, or the user token copied
+        return f"SLACK_BOT_TOKEN holds {kind} ({token[:5]}…): {BOT_TOKEN_FIX}"
+    return f"SLACK_BOT_TOKEN is not a bot token (xoxb-…): {BOT_TOKEN_FIX}"
+
+
 def web_client(
     settings: Settings, metrics: SlackMetrics | None = None, *, with_token: bool = True
 ) -> AsyncWebClient:
     if settings.slack_bot_token is None:
         raise SlackStartupError("SLACK_BOT_TOKEN is not set")
+    problem = bot_token_problem(settings.slack_bot_token.get_secret_value())
+    if problem is not None:
+        raise SlackStartupError(problem)
     token = settings.slack_bot_token.get_secret_value() if with_token else None
     client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=30)
     # 429s wait for Retry-After; 5xx and dropped connections are retried too.
