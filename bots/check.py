@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bots.config import ConfigError, load_overrides, validated
 from core.model import build_model_client
+from core.model.errors import operator_hint
 from core.model.types import ModelError, ModelMessage, ModelRequest, TextDelta, TextPart
 from core.settings import Settings, is_loopback_url
 from core.store import open_store
@@ -70,12 +71,9 @@ def explain(exc: ModelError, settings: Settings) -> str:
     cause = _innermost(exc) if exc.status is None else ""  # a status already has its reason
     if cause and cause not in detail:
         detail += f": {cause}"
-    base = settings.model_base_url
-    if "WRONG_VERSION_NUMBER" in detail and base.startswith("https://"):
-        detail += " (the server speaks plain HTTP: use http:// in MODEL_BASE_URL)"
-    if exc.status == 404:
-        detail += ("; is MODEL_NAME spelled as the provider lists it?" if base.endswith("/v1/")
-                   else "; does MODEL_BASE_URL end in /v1?")
+    hint = operator_hint(ModelError(detail, status=exc.status), settings.model_base_url)
+    if hint:
+        detail += f"; {hint}"
     key = settings.model_api_key.get_secret_value() if settings.model_api_key else ""
     if len(key) >= 6:  # as the log scrubber: shorter "keys" would mangle ordinary words
         detail = detail.replace(key, "[redacted]")

@@ -14,6 +14,7 @@ from core.context import assemble
 from core.ingest import ingest
 from core.media import MediaLimits
 from core.metrics import Metrics
+from core.model.errors import operator_hint
 from core.model.types import (
     Finished,
     ModelClient,
@@ -308,7 +309,8 @@ class ConversationService:
                     elif isinstance(event, Finished):
                         finish = event.reason
         except ModelError as exc:
-            log.warning("model failed: %s", exc.reason)
+            hint = operator_hint(exc, self.settings.model_base_url)
+            log.warning("model failed: %s%s", exc.reason, f" ({hint})" if hint else "")
             status = "partial" if text else "failed"
             streamer.push(failure_marker(exc.reason, partial=bool(text)))
         else:

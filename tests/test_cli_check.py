@@ -56,3 +56,15 @@ async def test_check_names_a_swapped_app_token_even_when_slack_is_unreachable(
     assert code == 1, out + err
     [line] = [x for x in out.splitlines() if x.startswith("[FAIL] slack app token")]
     assert "holds a bot token" in line
+
+
+async def test_a_conversation_that_meets_a_404_logs_the_same_hint_for_the_operator(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    without_v1 = model_server.base_url.removesuffix("/").removesuffix("/v1")
+    env = clean_env(tmp_path, MODEL_BASE_URL=without_v1, MODEL_MAX_RETRIES="0")
+    code, out, err = await cli(["chat"], env, stdin=b"hello\n/quit\n")
+    assert code == 0, err
+    assert "does not know this model or endpoint (404)" in out  # the reader is told why
+    [logged] = [line for line in err.splitlines() if "model failed" in line]
+    assert logged.endswith("(does MODEL_BASE_URL end in /v1?)")

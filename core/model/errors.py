@@ -112,3 +112,15 @@ def stream_event_error(message: str | None, code: str | None, *, failed: bool) -
     reason = _shorten(message or code or "no reason given")
     retryable = code in (None, "server_error", "rate_limit_exceeded", "vector_store_timeout")
     return ModelError(f"{what}: {reason}", retryable=retryable)
+
+
+def operator_hint(exc: ModelError, base_url: str) -> str:
+    """What an operator should check for the usual set-up mistakes, or "" (for logs and
+    `threadwise check`; a chat user cannot fix the deployment)."""
+    if exc.status == 404:
+        if base_url.rstrip("/").endswith("/v1"):
+            return "is MODEL_NAME spelled as the provider lists it?"
+        return "does MODEL_BASE_URL end in /v1?"
+    if "WRONG_VERSION_NUMBER" in exc.reason and base_url.startswith("https://"):
+        return "the server speaks plain HTTP: use http:// in MODEL_BASE_URL"
+    return ""
