@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.fakes.fault_harness import shown, slack_rig
 from tests.fakes.model_server import FakeModelServer
-from tests.fakes.slack_faults import DROP
+from tests.fakes.slack_faults import DROP, DROP_AFTER
 from tests.fakes.slack_server import SlackServer
 
 WRITES = {"chat.startStream", "chat.appendStream", "chat.stopStream", "chat.postMessage",
@@ -94,15 +96,35 @@ async def test_a_connection_dropped_mid_stream_leaves_the_text_whole_and_never_d
     answer = " ".join(f"w{i}" for i in range(60))
     model_server.reply(answer, tokens_per_s=40)
     async with slack_rig(slack_server, model_server, tmp_path) as rig:
-        # An append and slack_sdk's one retry both lose their connection: the flush
-        # failed, and what the stream object still holds must not be sent again.
-        slack_server.faults.add(DROP, 2, methods={"chat.appendStream"})
+        # An append loses its connection. It is not sent again (it may have been carried
+        # out), and what the stream object still holds must not be sent again either.
+        slack_server.faults.add(DROP, 1, methods={"chat.appendStream"})
         post = await rig.ask("count to sixty")
         await rig.answered(post)
         [reply] = rig.replies(post)
         history = await rig.history(post)
     assert reply.text == answer
-    assert [status for _, status in slack_server.faults.answered] == [DROP, DROP]
+    assert [status for _, status in slack_server.faults.answered] == [DROP]
     # The same message was finished by chat.update, which rewrites it whole.
     assert slack_server.calls_to("chat.update")[-1].params["ts"] == reply.ts
     assert [(m.role, m.status, m.text) for m in history][1] == ("assistant", "complete", answer)
+
+
+@pytest.mark.parametrize("lost", ["chat.startStream", "chat.postMessage", "chat.appendStream"])
+async def test_a_post_slack_made_whose_answer_was_lost_is_not_posted_again(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path, lost: str
+) -> None:
+    model_server.reply(ANSWER, tokens_per_s=100)
+    async with slack_rig(slack_server, model_server, tmp_path) as rig:
+        if lost == "chat.postMessage":  # no stream today: the reply is posted
+            slack_server.faults.add(503, 1, methods={"chat.startStream"})
+        slack_server.faults.add(DROP_AFTER, 1, methods={lost})
+        post = await rig.ask("say it once")
+        await rig.answered(post)
+        history = await rig.history(post)
+        replies = rig.replies(post)
+    assert (lost, DROP_AFTER) in slack_server.faults.answered
+    [reply] = replies  # Slack made the message once; it was not sent a second time
+    assert reply.text.strip() == ANSWER.strip() and not reply.streaming
+    assert [(m.role, m.status, m.platform_id) for m in history][1] == (
+        "assistant", "complete", reply.ts)

@@ -98,8 +98,11 @@ def bot_token_problem(token: str) -> str | None:
 
 
 def web_client(
-    settings: Settings, metrics: SlackMetrics | None = None, *, with_token: bool = True
+    settings: Settings, metrics: SlackMetrics | None = None, *, with_token: bool = True,
+    resend_lost: bool = True,
 ) -> AsyncWebClient:
+    """resend_lost=False: a call whose answer was lost (reset, timeout, 5xx) is not sent
+    again; for calls that create a message (see adapters/slack/lost_posts.py)."""
     if settings.slack_bot_token is None:
         raise SlackStartupError("SLACK_BOT_TOKEN is not set")
     problem = bot_token_problem(settings.slack_bot_token.get_secret_value())
@@ -107,9 +110,15 @@ def web_client(
         raise SlackStartupError(problem)
     token = settings.slack_bot_token.get_secret_value() if with_token else None
     client = AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=30)
-    # 429s wait for Retry-After; 5xx and dropped connections are retried too.
+    # 429s wait for Retry-After (nothing was done); 5xx and dropped connections are
+    # retried too, unless the call must not be carried out twice.
     handlers = metrics.retry_handlers() if metrics is not None else []
-    client.retry_handlers.extend([*handlers, AsyncServerErrorRetryHandler(max_retry_count=2)])
+    if resend_lost:
+        client.retry_handlers.extend(
+            [*handlers, AsyncServerErrorRetryHandler(max_retry_count=2)]
+        )
+    else:
+        client.retry_handlers[:] = handlers
     return client
 
 
@@ -152,7 +161,8 @@ class SlackBot:
             FileHostPolicy(settings.slack_file_hosts), self.http,
         )
         self.port = SlackChatPort(
-            self.client, fetcher, gate=self.gate, speed=speed, stream_idle_s=stream_idle_s
+            self.client, fetcher, gate=self.gate, speed=speed, stream_idle_s=stream_idle_s,
+            posts=web_client(settings, self.metrics, resend_lost=False),
         )
         self.tasks = TaskKeeper()
         self.metrics.track_in_flight(lambda: len(self.tasks))
@@ -182,6 +192,7 @@ class SlackBot:
         # Listen first: /healthz answers 503 while Slack is still being reached.
         await self.surface.start(self.host, self.listen_port)
         me = await self._whoami()
+        self.port.lost.bot_id = me.bot_id  # how a lost post of ours is recognised
         names = DisplayNames(self.client, self.gate, team=me.team_id)
         allowed = self.settings.slack_allowed_channels
         history = SlackHistory(self.client, self.gate, names, team=me.team_id,

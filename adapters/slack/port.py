@@ -26,6 +26,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFileFetcher
+from adapters.slack.lost_posts import LostPosts, maybe_performed
 from adapters.slack.markup import neutralise
 from adapters.slack.rate import SlackRateGate
 from core.ports import WriteLimits
@@ -71,9 +72,13 @@ class SlackChatPort:
     def __init__(
         self, client: AsyncWebClient, files: SlackFileFetcher, *, gate: SlackRateGate,
         speed: float = 1.0, streaming: bool = True, stream_idle_s: float = 30.0,
-        max_requesters: int = 10_000,
+        max_requesters: int = 10_000, posts: AsyncWebClient | None = None,
     ) -> None:
         self._client = client
+        # Calls that create or extend a message: a client that does not resend them when
+        # the answer is lost (see lost_posts.py).
+        self._posts = posts or client
+        self.lost = LostPosts(client, gate)
         self._files = files
         self._gate = gate
         self._speed = speed
@@ -132,19 +137,25 @@ class SlackChatPort:
         text = neutralise(markdown)
         start = _unbalanced(text) or text
         requester = self._requesters.get((key.channel, reply_to)) if reply_to else None
+        after = reply_to or key.root  # a lost post of ours would be newer than this
         # A complete reply is one chat.postMessage: a stream would also need a Tier 2
         # chat.stopStream for nothing.
-        stream = None if final else await self._start_stream(key, start, requester)
-        if stream is not None and stream.ts:
-            self._track(key, stream.ts, start, stream)
-            self._continue_for(key, stream.ts, requester)
-            return stream.ts
-        await self._gate.acquire("chat.postMessage", key.space, key.channel)
-        resp = await self._client.chat_postMessage(
-            channel=key.channel, thread_ts=key.root, markdown_text=text,
-            unfurl_links=False, unfurl_media=False,
-        )
-        ts = str(resp["ts"])
+        started = None if final else await self._start_stream(key, start, requester, after)
+        if started is not None:
+            ts, stream = started
+            self._track(key, ts, start, stream)
+            self._continue_for(key, ts, requester)
+            return ts
+
+        async def send() -> str:
+            await self._gate.acquire("chat.postMessage", key.space, key.channel)
+            resp = await self._posts.chat_postMessage(
+                channel=key.channel, thread_ts=key.root, markdown_text=text,
+                unfurl_links=False, unfurl_media=False,
+            )
+            return str(resp["ts"])
+
+        ts = await self.lost.create(key, after, send)
         self._track(key, ts, text, None)
         self._continue_for(key, ts, requester)
         return ts
@@ -208,8 +219,10 @@ class SlackChatPort:
     # -- native streaming -----------------------------------------------------------
 
     async def _start_stream(
-        self, key: ThreadKey, text: str, requester: tuple[str, str] | None
-    ) -> AsyncChatStream | None:
+        self, key: ThreadKey, text: str, requester: tuple[str, str] | None, after: str
+    ) -> tuple[str, AsyncChatStream | None] | None:
+        """(ts, the stream to grow it by) of a new streamed message; the stream is None
+        when only a lost answer's message was found. None: post instead."""
         if not self._streaming or not text:
             return None
         is_dm = key.channel.startswith("D")
@@ -219,13 +232,19 @@ class SlackChatPort:
         if not self._gate.try_acquire("chat.startStream", key.space):
             return None
         user_id, team_id = requester or (None, None)
-        try:
-            stream = await self._client.chat_stream(
+        opened: list[AsyncChatStream] = []
+
+        async def send() -> str:
+            stream = await self._posts.chat_stream(
                 channel=key.channel, thread_ts=key.root, recipient_team_id=team_id,
                 recipient_user_id=user_id, buffer_size=1,
             )
+            opened.append(stream)
             await stream.append(markdown_text=text)
-            return stream
+            return str(stream.ts or "")
+
+        try:
+            ts = await self.lost.create(key, after, send, tries=1)  # else: post instead
         except SlackApiError as exc:
             error = api_error(exc)
             if error in STREAM_REFUSED:
@@ -234,6 +253,15 @@ class SlackChatPort:
             else:
                 log.warning("chat.startStream failed (%s); posting instead", error)
             return None
+        except Exception as exc:
+            if not maybe_performed(exc):
+                raise
+            log.warning("chat.startStream failed (%s); posting instead", type(exc).__name__)
+            return None
+        if not ts:
+            return None
+        stream = opened[-1] if opened and opened[-1].ts == ts else None
+        return ts, stream
 
     async def _append(self, reply: _Reply, text: str) -> bool:
         delta = text[len(reply.shown):]

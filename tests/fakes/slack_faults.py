@@ -11,6 +11,9 @@ from aiohttp import web
 # A "status" meaning: the connection closes before any answer (a reset, or a proxy
 # giving up), which clients see as a transport error rather than an HTTP status.
 DROP = 0
+# The same, but only after Slack carried the call out: the answer is lost on the way
+# back, so a client that sends it again does it twice.
+DROP_AFTER = -1
 
 
 @dataclass
@@ -35,13 +38,14 @@ class InjectedFaults:
 
     def take(self, method: str) -> web.Response | int | None:
         """The answer to send instead of the Web API's, DROP to close the connection
-        unanswered (the call is not performed), or None to answer normally."""
+        unanswered (the call is not performed), DROP_AFTER to perform it and then close
+        the connection unanswered, or None to answer normally."""
         for storm in self.storms:
             if storm.remaining > 0 and (storm.methods is None or method in storm.methods):
                 storm.remaining -= 1
                 self.answered.append((method, storm.status))
-                if storm.status == DROP:
-                    return DROP
+                if storm.status in (DROP, DROP_AFTER):
+                    return storm.status
                 if storm.status == 429:
                     return web.json_response(
                         {"ok": False, "error": "ratelimited"}, status=429,

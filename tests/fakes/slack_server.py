@@ -30,7 +30,7 @@ from tests.fakes.slack_events import (
     slash_command_form,
     user_message,
 )
-from tests.fakes.slack_faults import DROP, InjectedFaults
+from tests.fakes.slack_faults import DROP, DROP_AFTER, InjectedFaults
 from tests.fakes.slack_files import FileHost, ForeignHost
 from tests.fakes.slack_rate import RateLimiter
 from tests.fakes.slack_socket import SocketModeHub
@@ -151,12 +151,16 @@ class SlackServer:
                 {"ok": False, "error": "ratelimited"}, status=429,
                 headers={**headers, "Retry-After": str(retry_after)},
             )
+        status = DROP_AFTER if injected == DROP_AFTER else 200
         try:
             answer = {"ok": True, **self.api.call(method, token, params)}
-            self._record(method, params, request, 200, None)
+            self._record(method, params, request, status, None)
         except ApiError as exc:
             answer = {"ok": False, "error": exc.error}
-            self._record(method, params, request, 200, exc.error)
+            self._record(method, params, request, status, exc.error)
+        if injected == DROP_AFTER:  # carried out, but the answer never arrives
+            assert request.transport is not None
+            request.transport.abort()
         return web.json_response(answer, headers=headers)
 
     def _record(
