@@ -30,7 +30,8 @@ class ConsolePort:
         )
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         self._count += 1
         message_id = f"c{self._count}"

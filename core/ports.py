@@ -42,10 +42,13 @@ class ChatPort(Protocol):
     def limits(self, key: ThreadKey) -> WriteLimits: ...
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         """Post a new message in the thread; return its platform id. `final`: the
-        text is complete and will not grow (a port may skip opening a native stream)."""
+        text is complete and will not grow (a port may skip opening a native stream).
+        `nonce`: the same for every retry of one message (at most 25 characters); a
+        platform that dedupes on it creates the message at most once."""
         ...
 
     async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None: ...

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.pacing import Clock, Sleep, WriteBudgets
 from core.ports import ChatPort
@@ -35,6 +36,8 @@ class _Part:
     shown: str | None = None  # what the platform shows now
     closed: bool = False  # finish() was written
     last_write: float = float("-inf")
+    # One per message, kept across retries: a post whose answer was lost is not doubled.
+    nonce: str = field(default_factory=lambda: uuid.uuid4().hex[:25])
 
 
 Progress = Callable[[list[str], str], Awaitable[None]]
@@ -278,7 +281,7 @@ class ReplyStreamer:
             previous = [p.id for p in self._parts if p.id is not None]
             reply_to = previous[-1] if previous else self._reply_to
             part.id = await self._port.post(
-                self._key, display, reply_to=reply_to, final=part.frozen
+                self._key, display, reply_to=reply_to, final=part.frozen, nonce=part.nonce
             )
             part.shown = display
             self.writes += 1

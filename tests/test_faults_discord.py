@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from bots.discord_bot import RunningDiscord
 from core.types import StoredMessage
 from tests.fakes.discord_harness import answer_to, replies_to, start_bot
@@ -86,3 +88,25 @@ async def test_a_gateway_cut_mid_reply_is_resumed_replayed_events_get_no_second_
     assert len(model_server.requests) == 2  # the replayed message never reached the model
     assert [(m.role, m.text) for m in history] == [("user", "a long one please"),
                                                   ("assistant", ANSWER)]
+
+
+@pytest.mark.parametrize("how", ["502", "reset"])
+async def test_a_post_discord_made_whose_answer_was_lost_is_not_posted_twice(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path, how: str
+) -> None:
+    server = discord_server
+    model_server.reply(ANSWER, tokens_per_s=40)
+    async with start_bot(server, model_server, tmp_path) as running:
+        channel = server.channel_id()
+        server.lose_post_answers(how)  # created; then a proxy error, or a dropped connection
+        said = await server.user_says(channel, "say it once")
+        reply = await answer_to(server, said, ANSWER)
+        history = await history_of(running, channel, said)
+        await other_channel_is_answered(server)
+    assert [m["id"] for m in replies_to(server, said)] == [reply["id"]]  # one message
+    posts = [w for w in server.writes if w.channel_id == channel and w.kind.startswith("post")]
+    # Discord saw the same nonce again and handed back the message it had made.
+    assert [w.kind for w in posts] == ["post", "post-deduped"]
+    assert {w.message_id for w in posts} == {reply["id"]}
+    assert [(m.role, m.status, m.text) for m in history] == [
+        ("user", "complete", "say it once"), ("assistant", "complete", ANSWER)]

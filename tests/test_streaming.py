@@ -33,7 +33,8 @@ class RecordingPort:
         return WriteLimits(self.max_chars, self.gap, f"b:{key.channel}", self.rate, self.burst)
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         if self.fail_next:
             self.fail_next -= 1
@@ -189,7 +190,7 @@ async def test_a_part_frozen_while_its_post_is_in_flight_keeps_all_its_text() ->
     class SlowPort(RecordingPort):
         async def post(
             self, key: ThreadKey, markdown: str, *, reply_to: str | None = None,
-            final: bool = False,
+            final: bool = False, nonce: str | None = None,
         ) -> str:
             mid = await super().post(key, markdown, reply_to=reply_to)
             await self.clock.sleep(0.5)  # the post is slow; the model keeps streaming meanwhile

@@ -22,7 +22,8 @@ class FlakyPort(RecordingPort):
     finish_failures: int = 0
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         if self.post_failures:
             self.post_failures -= 1
@@ -76,7 +77,8 @@ class RefusingPort(RecordingPort):
     refused: int = 0
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         if not self.refuse_updates:
             self._refuse()

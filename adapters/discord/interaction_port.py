@@ -155,7 +155,8 @@ class InteractionPort:
         return self._reply.limits()
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         if not self._filled:
             message_id = await self._reply.show(markdown)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -132,24 +133,31 @@ class DiscordPort:
         return self._client.get_partial_messageable(int(key.channel), guild_id=guild_id)
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         self._stop_typing(key)
         channel = self._channel(key)
+        # Every post gets one, so that discord.py's own retry of it cannot double it either.
+        nonce = nonce or uuid.uuid4().hex[:25]
         # A thread opened from a message has that message's id; the message itself lives in
         # the parent channel, so it cannot be referenced from inside the thread.
         if reply_to is not None and reply_to != key.channel:
             reference = discord.MessageReference(
                 message_id=int(reply_to), channel_id=channel.id, fail_if_not_exists=False
             )
-            message = await with_rate_limit_retry(
-                lambda: channel.send(markdown, reference=reference, allowed_mentions=NO_PINGS)
-            )
+            message = await with_rate_limit_retry(lambda: channel.send(
+                markdown, reference=reference, allowed_mentions=NO_PINGS, nonce=nonce
+            ))
         else:
             message = await with_rate_limit_retry(
-                lambda: channel.send(markdown, allowed_mentions=NO_PINGS)
+                lambda: channel.send(markdown, allowed_mentions=NO_PINGS, nonce=nonce)
             )
-        self._shown.remember(str(message.id), markdown)
+        # With a nonce Discord creates the message once: a retry whose first try was
+        # created (its answer lost) gets that message back, holding the older text.
+        self._shown.remember(str(message.id), message.content)
+        if message.content != markdown:
+            await self.edit(key, str(message.id), markdown)
         return str(message.id)
 
     async def edit(self, key: ThreadKey, message_id: str, markdown: str) -> None:

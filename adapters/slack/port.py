@@ -132,7 +132,8 @@ class SlackChatPort:
     # -- writing --------------------------------------------------------------------
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         text = neutralise(markdown)
         start = _unbalanced(text) or text

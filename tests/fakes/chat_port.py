@@ -50,7 +50,8 @@ class MemoryPort:
         return WriteLimits(self.max_chars, self.min_gap_s, f"memory:{key.channel}", 50.0, 10)
 
     async def post(
-        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False
+        self, key: ThreadKey, markdown: str, *, reply_to: str | None = None, final: bool = False,
+        nonce: str | None = None,
     ) -> str:
         assert len(markdown) <= self.max_chars
         message_id = f"bot-{len(self.messages) + 1}"

@@ -19,6 +19,9 @@ from tests.fakes.discord_writes import EPHEMERAL, Dispatch, Writes, error, reply
 
 __all__ = ["EPHEMERAL", "Rest"]
 
+NONCE_MAX_CHARS = 25
+NONCE_WINDOW_S = 120.0  # Discord checks enforce_nonce "in the past few minutes"
+
 
 class Rest(Writes):
     def __init__(self, state: EmulatorState, dispatch: Dispatch) -> None:
@@ -142,6 +145,16 @@ class Rest(Writes):
         if not body.get("content"):
             self._record("post", channel.id, body, 400)
             return reply({"code": 50006, "message": "Cannot send an empty message"}, 400, limited)
+        nonce = body.get("nonce")
+        if nonce is not None and len(str(nonce)) > NONCE_MAX_CHARS:
+            self._record("post", channel.id, body, 400)
+            return error(400, 50035, "Invalid Form Body: nonce is longer than 25")
+        if nonce is not None and body.get("enforce_nonce"):
+            seen = self.state.nonces.get(str(nonce))
+            if seen is not None and self.state.now() - seen[0] < NONCE_WINDOW_S:
+                # Discord: the message created earlier with this nonce, not a new one.
+                self._record("post-deduped", channel.id, body, 200, seen[1])
+                return reply(self.state.messages[seen[1]], 200, limited)
         referenced = None
         ref = body.get("message_reference")
         if ref:
@@ -154,9 +167,17 @@ class Rest(Writes):
             content=body["content"], referenced=referenced,
         )
         self.state.store_message(message)
+        if nonce is not None and body.get("enforce_nonce"):
+            self.state.nonces[str(nonce)] = (self.state.now(), message["id"])
         replied = referenced["author"]["id"] if referenced else None
         self._record("post", channel.id, body, 200, message["id"], replied)
         await self.dispatch("MESSAGE_CREATE", message)
+        if self.state.lose_post_answers:  # created, but the bot never hears so
+            if self.state.lose_post_answers.pop(0) == "reset":
+                assert request.transport is not None
+                request.transport.abort()
+            return web.Response(status=502, text="<html>502 Bad Gateway</html>",
+                                content_type="text/html")
         return reply(message, 200, limited)
 
     async def edit_message(self, request: web.Request) -> web.Response:

@@ -297,6 +297,11 @@ class DiscordServer:
         """The next `count` 429 answers lack the `Via` header (discord.py then raises)."""
         self.state.drop_via_next = count
 
+    def lose_post_answers(self, *how: str) -> None:
+        """The next posts are created, then their answers lost: "502" (a proxy error
+        after the fact; discord.py retries it) or "reset" (the connection drops)."""
+        self.state.lose_post_answers.extend(how)
+
     def set_write_limit(self, writes: int, window_s: float) -> None:
         """Change the per-channel write bucket (e.g. a short window for fast fault tests)."""
         self.state.writes_per_window, self.state.window_s = writes, window_s

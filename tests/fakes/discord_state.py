@@ -138,6 +138,10 @@ class EmulatorState:
         self.identify_payloads: list[Json] = []
         self.threads_created: list[str] = []
         self.drop_via_next: int = 0  # fault injection: next N 429s come without `Via`
+        # Fault injection: the next posts are created, then their answer is lost: "502"
+        # (a proxy error after the fact) or "reset" (the connection drops).
+        self.lose_post_answers: list[str] = []
+        self.nonces: dict[str, tuple[float, str]] = {}  # enforce_nonce: nonce -> (at, id)
         self.rest_requests: list[tuple[str, str]] = []
         self.history_reads: list[tuple[str, dict[str, str]]] = []  # GET .../messages queries
         self.unreadable: set[str] = set()  # channels the bot may not read (403)
