@@ -35,6 +35,7 @@ from core.streaming import ReplyStreamer
 from core.tokens import Tokenizer
 from core.types import (
     Inbound,
+    MediaRef,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -158,18 +159,14 @@ class ConversationService:
         started = time.monotonic()
         history = await self.store.load_thread(key)
         chain = _chain(history, await self._parent(key, inbound.reply_to, history))
-        refs, media, notes = await ingest(
-            inbound, port, self.store, self.settings, self.media_limits
-        )
-        user = await self.store.append(
-            NewMessage(
-                key=key, role="user", author_id=inbound.author_id,
-                author_name=inbound.author_name, text=inbound.text,
-                platform_id=inbound.message_id,
-                parent_id=chain[-1].id if chain else None, media=refs,
-            ),
-            lease_token=lease.token,
-        )
+        try:
+            refs, media, notes = await ingest(
+                inbound, port, self.store, self.settings, self.media_limits
+            )
+        except asyncio.CancelledError:
+            await self._keep_unanswered(inbound, chain, lease)
+            raise
+        user = await self.store.append(_question(inbound, chain, refs), lease_token=lease.token)
         for msg in chain:
             for ref in msg.media:
                 if ref.sha256 not in media and (m := await self.store.get_media(ref.sha256)):
@@ -207,6 +204,20 @@ class ConversationService:
             raise
         finally:
             await indicator.landed()  # nothing may clear it before it is set
+
+    async def _keep_unanswered(
+        self, inbound: Inbound, chain: Sequence[StoredMessage], lease: Lease
+    ) -> None:
+        """Shut down while its files download: keep the question (without them) and an
+        empty reply row, so the next start tells the person to ask again."""
+        try:
+            user = await self.store.append(_question(inbound, chain, ()), lease_token=lease.token)
+            await self.store.append(NewMessage(
+                key=inbound.key, role="assistant", author_id="threadwise",
+                author_name="threadwise", text="", parent_id=user.id, status="streaming",
+            ), lease_token=lease.token)
+        except Exception as exc:
+            log.warning("could not keep the question cut off in %s: %s", inbound.key, exc)
 
     async def _answer(
         self, inbound: Inbound, port: ChatPort, request: ModelRequest, reply_id: int,
@@ -335,6 +346,16 @@ class ConversationService:
             await port.finish(inbound.key, message_id, text)
         except Exception as exc:
             log.error("could not even report a failure in %s: %s", inbound.key, exc)
+
+
+def _question(
+    inbound: Inbound, chain: Sequence[StoredMessage], refs: tuple[MediaRef, ...]
+) -> NewMessage:
+    return NewMessage(
+        key=inbound.key, role="user", author_id=inbound.author_id,
+        author_name=inbound.author_name, text=inbound.text, platform_id=inbound.message_id,
+        parent_id=chain[-1].id if chain else None, media=refs,
+    )
 
 
 def thread_lease(key: ThreadKey) -> str:

@@ -203,6 +203,30 @@ async def test_a_question_cut_off_by_a_shutdown_before_any_answer_gets_a_notice(
     assert (notice.text, notice.reply_to) == (NOT_ANSWERED, "u1")  # the user's message
 
 
+async def test_a_question_cut_off_while_its_files_download_is_kept_and_told_to_ask_again(
+    model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    settings = settings_for(model_server, tmp_path / "t.db", THREADWISE_LEASE_TTL_S=TTL_S)
+    port = MemoryPort(fetch_delay_s=60)  # a slow file host
+    async with open_core(settings) as first:
+        talk = Conversation(first, port, model_server)
+        turn = asyncio.create_task(talk.say("what is in this?", files={"scan.png": b"x" * 10}))
+        await asyncio.wait_for(port.fetching.wait(), 10)  # downloading...
+        turn.cancel()  # ...when a deploy stops the process
+        await asyncio.gather(turn, return_exceptions=True)
+        history = await first.store.load_thread(talk.key)
+
+    async with open_core(settings) as restarted:
+        await asyncio.sleep(TTL_S + 0.05)  # the sweeper waits one lease TTL for candidates
+        assert await restarted.service.orphans.sweep(port, platform="memory") == 1
+    # The question is in the history (without the file it never got), not lost.
+    assert [(m.role, m.text, m.media) for m in history] == [
+        ("user", "what is in this?", ()), ("assistant", "", ())]
+    [notice] = [w for w in port.writes if w.kind == "post"]
+    assert (notice.text, notice.reply_to) == (NOT_ANSWERED, "u1")
+    assert model_server.requests == []
+
+
 async def test_a_reply_cut_short_by_a_shutdown_keeps_all_it_showed_after_the_restart(
     model_server: FakeModelServer, tmp_path: Path
 ) -> None:
