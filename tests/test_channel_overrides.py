@@ -161,12 +161,19 @@ async def test_someone_a_slack_channel_does_not_allow_is_told_once_and_not_answe
             for event in post.events:
                 await slack_server.deliver(bot.url, event)
             await bot.idle()
+        _, summary = await slack_server.slash_command(bot.url, channel="C0ONCALL",
+                                                      user="U0BOB")
+        await bot.idle()
 
     [notice] = slack_server.bot_replies("C0ONCALL", outsider.ts)
     assert notice.text.startswith("I only answer certain people in this channel")
     assert [m.text for m in slack_server.bot_replies("C0ONCALL", member.ts)] == [
         "Paging the on-call engineer."]
     assert len(model_server.requests) == 1  # Bob's two mentions never reached the model
+    [refused] = slack_server.responses[summary]  # nor did his /summarize
+    assert refused["text"].startswith("I only answer certain people in this channel")
+    assert refused["response_type"] == "ephemeral"
+    assert slack_server.calls_to("conversations.history") == []
 
 
 # --- Discord -------------------------------------------------------------------------

@@ -28,8 +28,10 @@ from adapters.slack.events import TaskKeeper
 from adapters.slack.history import ReadRefused, SlackHistory, refusal, refusal_for
 from adapters.slack.links import parse_slack_link
 from adapters.slack.markup import neutralise
+from adapters.slack.not_enabled import USERS_ONLY
 from adapters.slack.port import MAX_CHARS
 from adapters.slack.rate import SlackRateGate
+from core.channel_overrides import ChannelOverrides
 from core.model.types import ModelError
 from core.splitting import split_all
 from core.summarize import Progress, SourceMessage
@@ -100,12 +102,14 @@ class SlackSummaries:
     def __init__(
         self, *, client: AsyncWebClient, gate: SlackRateGate, history: SlackHistory,
         service: SummaryService, allowed_channels: tuple[str, ...] = (), speed: float = 1.0,
+        overrides: ChannelOverrides | None = None,
     ) -> None:
         self.client = client
         self.gate = gate
         self.history = history
         self.service = service
         self.allowed_channels = allowed_channels
+        self.overrides = overrides or ChannelOverrides()
         self.progress_gap_s = 2.0 / speed
 
     # -- the flow -------------------------------------------------------------------------
@@ -170,6 +174,9 @@ class SlackSummaries:
         """Why this request may not read its conversation, or None when it may."""
         if self.allowed_channels and req.channel not in self.allowed_channels:
             return NOT_ENABLED
+        users = self.overrides.slack_channel(req.channel).allowed_users
+        if users is not None and req.user not in users:
+            return USERS_ONLY
         if req.channel.startswith("D"):
             return None  # a DM the command came from: both of us are in it
         await self.gate.acquire("conversations.info", req.team)
