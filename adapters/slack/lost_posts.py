@@ -3,16 +3,23 @@
 chat.postMessage and chat.startStream create a message, and Slack takes no idempotency
 key for them. A connection reset, a timeout or a 5xx can hide a call Slack carried out,
 and sending it again blindly (as slack_sdk's retry handlers do) shows the reply twice.
-So these calls go through a client without those retries. Before trying again, we look
-in the thread for a message of ours newer than the one the reply answers: a turn holds
-its thread's lease, so such a message can only be the one just lost.
+So these calls go through a client without those retries, and before trying again we
+look in the thread for the message the lost call would have made. We adopt a message
+only when all of these hold, so another reply, a marker or a summary notice is never
+taken for it:
+- our bot wrote it, and it is newer than the message the reply answers;
+- this process does not already know it (an earlier post of ours came back normally);
+- it begins with the text we sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -24,7 +31,11 @@ from core.types import ThreadKey
 log = logging.getLogger(__name__)
 
 POST_TRIES = 3  # as many as slack_sdk's own retries gave a post before
-LOOKBACK = 20  # messages read after the one answered; a turn posts far fewer
+PAGE = 200  # messages read per page; a lost post is among the newest
+MAX_PAGES = 3
+SKEW_S = 120.0  # our clock against Slack's: read from this long before the send
+MATCH_CHARS = 60  # how much of the sent text must begin the message (whitespace aside)
+REMEMBERED = 10_000  # our messages' ts kept, so they are never adopted as lost ones
 
 
 def maybe_performed(exc: BaseException) -> bool:
@@ -34,51 +45,89 @@ def maybe_performed(exc: BaseException) -> bool:
     return isinstance(exc, (aiohttp.ClientError, TimeoutError, ConnectionError))
 
 
+def _squeezed(text: str) -> str:
+    return "".join(text.split())
+
+
+def _texts(message: Mapping[str, Any]) -> Iterable[str]:
+    """The message's text, and the text of its blocks (markdown_text becomes a block)."""
+    yield str(message.get("text") or "")
+    for block in message.get("blocks") or ():
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            yield block["text"]
+
+
 class LostPosts:
     def __init__(self, reader: AsyncWebClient, gate: SlackRateGate) -> None:
         self._reader = reader
         self._gate = gate
         self.bot_id: str | None = None  # known once the bot has called auth.test
+        self._ours: OrderedDict[str, None] = OrderedDict()
+
+    def remember(self, ts: str) -> None:
+        """A message of ours Slack confirmed: never to be adopted as a lost one."""
+        self._ours[ts] = None
+        self._ours.move_to_end(ts)
+        while len(self._ours) > REMEMBERED:
+            self._ours.popitem(last=False)
 
     async def create(
-        self, key: ThreadKey, after_ts: str, send: Callable[[], Awaitable[str]], *,
-        tries: int = POST_TRIES,
-    ) -> str:
-        """The ts of the message send() creates; sent again only while Slack shows none."""
+        self, key: ThreadKey, after_ts: str, text: str, send: Callable[[], Awaitable[str]],
+        *, tries: int = POST_TRIES,
+    ) -> tuple[str, bool]:
+        """(ts, found) of the message send() creates with `text`: found when its answer
+        was lost and the message was found in the thread. Sent again only while Slack
+        shows no such message."""
+        started = time.time()
         for attempt in range(1, tries + 1):
             try:
-                return await send()
+                ts = await send()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if not maybe_performed(exc):
                     raise
-                found = await self.find(key, after_ts)
+                found = await self.find(key, after_ts, text, since=started)
                 if found is not None:
                     log.info("Slack posted %s although its answer was lost (%s); not "
                              "posting again", found, type(exc).__name__)
-                    return found
+                    self.remember(found)
+                    return found, True
                 if attempt == tries:
                     raise
                 log.info("a post in %s failed (%s); trying again", key, type(exc).__name__)
                 await asyncio.sleep(0.5 * attempt)
+            else:
+                if ts:
+                    self.remember(ts)
+                return ts, False
         raise AssertionError("unreachable")
 
-    async def find(self, key: ThreadKey, after_ts: str) -> str | None:
-        """Our newest message in the thread after `after_ts`, if Slack shows one."""
-        if self.bot_id is None:
+    async def find(
+        self, key: ThreadKey, after_ts: str, text: str, *, since: float
+    ) -> str | None:
+        """The message of ours a lost call made in the thread, if Slack shows one."""
+        if self.bot_id is None or not _squeezed(text):
             return None
+        oldest = max(float(after_ts), since - SKEW_S)
+        wanted = _squeezed(text)[:MATCH_CHARS]
+        cursor: str | None = None
         try:
-            await self._gate.acquire("conversations.replies", key.space)
-            resp = await self._reader.conversations_replies(
-                channel=key.channel, ts=key.root, oldest=after_ts, inclusive=False,
-                limit=LOOKBACK,
-            )
+            for _ in range(MAX_PAGES):
+                await self._gate.acquire("conversations.replies", key.space)
+                resp = await self._reader.conversations_replies(
+                    channel=key.channel, ts=key.root, oldest=f"{oldest:.6f}",
+                    inclusive=False, limit=PAGE, cursor=cursor,
+                )
+                for m in resp.get("messages") or ():
+                    ts = str(m.get("ts") or "")
+                    if (m.get("bot_id") == self.bot_id and ts not in self._ours
+                            and float(ts) > float(after_ts)
+                            and any(_squeezed(t).startswith(wanted) for t in _texts(m))):
+                        return ts
+                cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+                if cursor is None:
+                    return None
         except Exception as exc:  # cannot tell: better a possible double than no reply
             log.warning("could not look for a lost post in %s: %s", key, type(exc).__name__)
-            return None
-        ours = [
-            str(m["ts"]) for m in resp.get("messages") or ()
-            if m.get("bot_id") == self.bot_id and float(m["ts"]) > float(after_ts)
-        ]
-        return max(ours, key=float) if ours else None
+        return None

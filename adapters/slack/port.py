@@ -156,7 +156,7 @@ class SlackChatPort:
             )
             return str(resp["ts"])
 
-        ts = await self.lost.create(key, after, send)
+        ts, _ = await self.lost.create(key, after, text, send)
         self._track(key, ts, text, None)
         self._continue_for(key, ts, requester)
         return ts
@@ -183,13 +183,16 @@ class SlackChatPort:
     async def finish(self, key: ThreadKey, message_id: str, markdown: str) -> None:
         text = neutralise(markdown)
         reply = self._replies.pop(message_id, None) or _Reply(key, message_id, "", None, 0.0)
+        maybe_open = False  # a stream whose stop failed may still show as streaming
         if reply.stream is not None:
             if text.startswith(reply.shown):
                 if await self._stop(reply, text[len(reply.shown):]):
                     return
+                maybe_open = True
             else:
                 await self._close_stream(reply)
-        if text != reply.shown:
+        if text != reply.shown or maybe_open:
+            # chat.update on a message still streaming is refused, and then stops it.
             await self._update(reply, text)
 
     def _track(self, key: ThreadKey, ts: str, shown: str, stream: AsyncChatStream | None) -> _Reply:
@@ -245,8 +248,8 @@ class SlackChatPort:
             return str(stream.ts or "")
 
         try:
-            ts = await self.lost.create(key, after, send, tries=1)  # else: post instead
-        except SlackApiError as exc:
+            ts, found = await self.lost.create(key, after, text, send, tries=1)
+        except SlackApiError as exc:  # not started: post instead
             error = api_error(exc)
             if error in STREAM_REFUSED:
                 log.info("Slack refused streaming (%s); replies use chat.update", error)
@@ -261,8 +264,19 @@ class SlackChatPort:
             return None
         if not ts:
             return None
-        stream = opened[-1] if opened and opened[-1].ts == ts else None
-        return ts, stream
+        if found:
+            # A stream we hold no object for: end it now, so that it cannot stay
+            # "streaming"; chat.update carries the reply on.
+            await self._end_unheld_stream(key, ts)
+            return ts, None
+        return ts, opened[-1]
+
+    async def _end_unheld_stream(self, key: ThreadKey, ts: str) -> None:
+        try:
+            await self._gate.acquire("chat.stopStream", key.space)
+            await self._client.chat_stopStream(channel=key.channel, ts=ts)
+        except Exception as exc:  # _update() stops it when it finds it still open
+            log.info("could not end the stream of %s yet: %s", ts, _error(exc))
 
     async def _append(self, reply: _Reply, text: str) -> bool:
         delta = text[len(reply.shown):]
