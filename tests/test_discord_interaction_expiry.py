@@ -77,3 +77,23 @@ async def test_a_summary_finished_after_the_token_died_still_arrives(
             and "Shipping on Friday" in str(response(discord_server, record)["content"]),
             wait_s=20)
     assert [w.kind for w in discord_server.writes if w.status == 401] == ["original"]
+
+
+async def test_an_ask_carried_on_in_the_channel_is_not_doubled_by_a_lost_post_answer(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = discord_server
+    server.state.token_lifetime_s = 1.0
+    monkeypatch.setattr(interaction_port, "TOKEN_USABLE_S", 0.5)
+    model_server.reply(LONG_ANSWER, ttft_s=1.0, tokens_per_s=400)
+    async with start_bot(server, model_server, tmp_path) as running:
+        record = await server.invoke_command("ask", {"prompt": "the steps, please"})
+        server.lose_post_answers("reset")  # its first post in the channel: made, answer lost
+        await server.until(lambda: answered(server, record, LONG_ANSWER), wait_s=30)
+        await running.bot.drain(30)  # the turn ends (its retries included)
+        assert answered(server, record, LONG_ANSWER)  # and nothing was shown twice
+    posts = [w.kind for w in server.writes
+             if w.channel_id == record.channel_id and w.kind.startswith("post")]
+    # The lost post was tried again with its nonce, and Discord handed the message back.
+    assert posts == ["post", "post-deduped"]

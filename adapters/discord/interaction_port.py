@@ -78,8 +78,9 @@ class InteractionReply:
             return self._channel.limits(self.key)
         return channel_limits(f"discord:interaction:{self._interaction.id}")
 
-    async def show(self, text: str) -> str:
-        """Make `text` the command's response (first: in place of "is thinking…")."""
+    async def show(self, text: str, *, nonce: str | None = None) -> str:
+        """Make `text` the command's response (first: in place of "is thinking…").
+        `nonce`: kept by a post in the channel (see ChatPort.post)."""
         interaction = self._interaction
         original = await self._by_token(lambda: interaction.edit_original_response(
             content=text, allowed_mentions=NO_PINGS
@@ -94,10 +95,10 @@ class InteractionReply:
             except discord.HTTPException as exc:
                 log.warning("could not edit response %s in the channel (%s); posting anew",
                             self._response_id, exc)
-        self._response_id = await self._channel.post(self.key, text)
+        self._response_id = await self._channel.post(self.key, text, nonce=nonce)
         return self._response_id
 
-    async def add(self, text: str) -> str:
+    async def add(self, text: str, *, nonce: str | None = None) -> str:
         """A further message after the response; its id."""
         interaction = self._interaction
         followup = await self._by_token(lambda: interaction.followup.send(
@@ -105,7 +106,9 @@ class InteractionReply:
         ))
         if followup is not None:
             return str(followup.id)
-        return await self._channel.post(self.key, text, reply_to=self._response_id)
+        return await self._channel.post(
+            self.key, text, reply_to=self._response_id, nonce=nonce
+        )
 
     async def edit(self, message_id: str, text: str) -> None:
         """Change the response or a further message."""
@@ -159,10 +162,10 @@ class InteractionPort:
         nonce: str | None = None,
     ) -> str:
         if not self._filled:
-            message_id = await self._reply.show(markdown)
+            message_id = await self._reply.show(markdown, nonce=nonce)
             self._filled = True
         else:
-            message_id = await self._reply.add(markdown)
+            message_id = await self._reply.add(markdown, nonce=nonce)
         self._shown.remember(message_id, markdown)
         return message_id
 

@@ -155,8 +155,11 @@ class DiscordPort:
             )
         # With a nonce Discord creates the message once: a retry whose first try was
         # created (its answer lost) gets that message back, holding the older text.
-        self._shown.remember(str(message.id), message.content)
-        if message.content != markdown:
+        # (Discord trims the content it stores: whitespace alone is no difference.)
+        if message.content.strip() == markdown.strip():
+            self._shown.remember(str(message.id), markdown)
+        else:
+            self._shown.remember(str(message.id), message.content)
             await self.edit(key, str(message.id), markdown)
         return str(message.id)
 
