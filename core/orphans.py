@@ -23,7 +23,7 @@ from contextlib import AsyncExitStack
 from core.ports import ChatPort, Store
 from core.splitting import split_all
 from core.status import best_effort
-from core.types import StoredMessage, ThreadKey
+from core.types import NewMessage, StoredMessage, ThreadKey
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,33 @@ INTERRUPTED = "⚠️ _This reply was interrupted (the bot restarted) and is inc
 NOT_ANSWERED = "⚠️ _I restarted before I could answer this. Please ask again._"
 # How long the sweeper tries for a thread's lease; longer means a live turn holds it.
 TAKE_WAIT_S = 0.3
+
+
+async def keep_unanswered(store: Store, question: NewMessage, lease_token: str) -> None:
+    """For a turn cut off before it stored anything (files still downloading): store the
+    question (without them) and an empty 'streaming' reply row, which the next start
+    finds and answers with NOT_ANSWERED. Call only under the thread's lease."""
+
+    async def keep() -> None:
+        user = await store.append(question, lease_token=lease_token)
+        await store.append(NewMessage(
+            key=question.key, role="assistant", author_id="threadwise",
+            author_name="threadwise", text="", parent_id=user.id, status="streaming",
+        ), lease_token=lease_token)
+
+    # A second cancel must not leave the question without its reply row, nor let the
+    # lease go before both rows are in.
+    kept = asyncio.ensure_future(keep())
+    try:
+        await asyncio.shield(kept)
+    except asyncio.CancelledError:
+        await asyncio.wait([kept])
+        raise
+    except Exception as exc:
+        log.warning("could not keep the question cut off in %s: %s", question.key, exc)
+    finally:
+        if kept.done() and not kept.cancelled() and kept.exception() is not None:
+            log.debug("keeping the question failed: %s", kept.exception())
 
 
 async def finalise_orphans(store: Store, key: ThreadKey, port: ChatPort) -> int:

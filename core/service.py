@@ -24,7 +24,7 @@ from core.model.types import (
     ToolRound,
     UsageReport,
 )
-from core.orphans import OrphanSweeper, finalise_orphans
+from core.orphans import OrphanSweeper, finalise_orphans, keep_unanswered
 from core.pacing import WriteBudgets
 from core.ports import ChatPort, Lease, StaleLease, Store
 from core.reply_notes import failure_marker, finish_note, note_unsaved, plain_reason
@@ -163,8 +163,8 @@ class ConversationService:
             refs, media, notes = await ingest(
                 inbound, port, self.store, self.settings, self.media_limits
             )
-        except asyncio.CancelledError:
-            await self._keep_unanswered(inbound, chain, lease)
+        except asyncio.CancelledError:  # shut down mid-download: the restart tells them
+            await keep_unanswered(self.store, _question(inbound, chain, ()), lease.token)
             raise
         user = await self.store.append(_question(inbound, chain, refs), lease_token=lease.token)
         for msg in chain:
@@ -204,20 +204,6 @@ class ConversationService:
             raise
         finally:
             await indicator.landed()  # nothing may clear it before it is set
-
-    async def _keep_unanswered(
-        self, inbound: Inbound, chain: Sequence[StoredMessage], lease: Lease
-    ) -> None:
-        """Shut down while its files download: keep the question (without them) and an
-        empty reply row, so the next start tells the person to ask again."""
-        try:
-            user = await self.store.append(_question(inbound, chain, ()), lease_token=lease.token)
-            await self.store.append(NewMessage(
-                key=inbound.key, role="assistant", author_id="threadwise",
-                author_name="threadwise", text="", parent_id=user.id, status="streaming",
-            ), lease_token=lease.token)
-        except Exception as exc:
-            log.warning("could not keep the question cut off in %s: %s", inbound.key, exc)
 
     async def _answer(
         self, inbound: Inbound, port: ChatPort, request: ModelRequest, reply_id: int,

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from bots.compose import Core, open_core
 from core.orphans import INTERRUPTED, NOT_ANSWERED, OrphanSweeper
 from core.service import thread_lease
 from core.store import SQLiteStore
-from core.types import NewMessage, ThreadKey
+from core.types import NewMessage, StoredMessage, ThreadKey
 from tests.fakes.chat_port import Conversation, MemoryPort, settings_for
 from tests.fakes.model_server import FakeModelServer
 
@@ -225,6 +226,36 @@ async def test_a_question_cut_off_while_its_files_download_is_kept_and_told_to_a
     [notice] = [w for w in port.writes if w.kind == "post"]
     assert (notice.text, notice.reply_to) == (NOT_ANSWERED, "u1")
     assert model_server.requests == []
+
+
+async def test_a_second_cancel_while_the_question_is_being_kept_still_gets_the_notice(
+    model_server: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(model_server, tmp_path / "t.db", THREADWISE_LEASE_TTL_S=TTL_S)
+    port = MemoryPort(fetch_delay_s=60)
+    async with open_core(settings) as first:
+        talk = Conversation(first, port, model_server)
+        append = first.store.append
+        turn = asyncio.create_task(talk.say("what is in this?", files={"scan.png": b"x" * 10}))
+
+        async def cancelled_again(message: NewMessage, **kw: Any) -> StoredMessage:
+            row = await append(message, **kw)
+            if message.role == "user":
+                turn.cancel()  # a second SIGTERM, just as the question row lands
+            return row
+
+        await asyncio.wait_for(port.fetching.wait(), 10)
+        monkeypatch.setattr(first.store, "append", cancelled_again)
+        turn.cancel()
+        await asyncio.gather(turn, return_exceptions=True)
+        history = await first.store.load_thread(talk.key)
+
+    async with open_core(settings) as restarted:
+        await asyncio.sleep(TTL_S + 0.05)
+        assert await restarted.service.orphans.sweep(port, platform="memory") == 1
+    assert [(m.role, m.status) for m in history] == [("user", "complete"),
+                                                     ("assistant", "streaming")]
+    assert [w.text for w in port.writes if w.kind == "post"] == [NOT_ANSWERED]
 
 
 async def test_a_reply_cut_short_by_a_shutdown_keeps_all_it_showed_after_the_restart(
