@@ -71,7 +71,8 @@ def explain(exc: ModelError, settings: Settings) -> str:
     cause = _innermost(exc) if exc.status is None else ""  # a status already has its reason
     if cause and cause not in detail:
         detail += f": {cause}"
-    hint = operator_hint(ModelError(detail, status=exc.status), settings.model_base_url)
+    hint = operator_hint(ModelError(detail, status=exc.status), settings.model_base_url,
+                         settings.model_name)
     if hint:
         detail += f"; {hint}"
     key = settings.model_api_key.get_secret_value() if settings.model_api_key else ""
@@ -128,8 +129,20 @@ def check_overrides(settings: Settings) -> CheckResult:
     return CheckResult("channel overrides", True, f"{counts} from {overrides.source}")
 
 
+async def check_file_models(settings: Settings) -> list[CheckResult]:
+    """The same tiny request for every other model THREADWISE_CONFIG names."""
+    try:
+        overrides = load_overrides(settings)
+    except ConfigError:
+        return []  # check_overrides reports it
+    models = dict.fromkeys([*overrides.models("slack"), *overrides.models("discord")])
+    models.pop(settings.model_name, None)
+    return [await check_model(settings.model_copy(update={"model_name": m})) for m in models]
+
+
 async def run_checks(settings: Settings) -> int:
     results = [await check_store(settings), await check_model(settings)]
+    results.extend(await check_file_models(settings))
     results.extend(check_platform_settings(settings))
     if settings.slack_bot_token is not None:
         from bots.slack_bot import check_slack

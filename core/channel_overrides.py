@@ -26,6 +26,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Strict: TOML's `true` or "20000" is a mistake, not a quota of 1 or of 20,000.
+Quota = Annotated[int, Field(strict=True, ge=0)]
 
 CHANNEL_ID = {
     "slack": re.compile(r"[CDG][A-Z0-9]{2,}"),
@@ -34,6 +36,15 @@ CHANNEL_ID = {
 CHANNEL_ID_HINT = {
     "slack": "a channel id such as C0123ABCD (channel details → About, at the bottom)",
     "discord": "a channel id such as 112233445566778899 (Developer Mode → Copy Channel ID)",
+}
+# Names and mentions would never match: a list of them answers nobody there.
+USER_ID = {
+    "slack": re.compile(r"[UW][A-Z0-9]{2,}"),
+    "discord": re.compile(r"[0-9]{15,22}"),
+}
+USER_ID_HINT = {
+    "slack": "a member id such as U012AB3CD (profile → ⋮ → Copy member ID)",
+    "discord": "a user id such as 123456789012345678 (Developer Mode → Copy User ID)",
 }
 
 
@@ -49,7 +60,7 @@ class ChannelOverride(BaseModel):
 
 class DiscordChannelOverride(ChannelOverride):
     allowed_roles: tuple[NonBlank, ...] | None = None
-    daily_token_quota: int | None = Field(None, ge=0)
+    daily_token_quota: Quota | None = None
 
 
 class _File(BaseModel):
@@ -95,13 +106,16 @@ def load_channel_overrides(path: str | None) -> ChannelOverrides:
         return ChannelOverrides()
     where = f"THREADWISE_CONFIG ({path})"
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        # utf-8-sig: Windows editors may start the file with a byte-order mark.
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise OverridesError(f"{where}: no such file") from None
     except IsADirectoryError:
         raise OverridesError(f"{where}: is a directory, not a TOML file") from None
     except PermissionError:
         raise OverridesError(f"{where}: not readable by this user") from None
+    except OSError as exc:  # a file where a folder should be, a symlink loop, …
+        raise OverridesError(f"{where}: cannot be read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise OverridesError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") \
             from None
@@ -112,11 +126,17 @@ def load_channel_overrides(path: str | None) -> ChannelOverrides:
     except ValidationError as exc:
         raise OverridesError(f"{where}: {_describe(exc)}") from None
     for platform, sections in (("slack", parsed.slack), ("discord", parsed.discord)):
-        for channel in sections:
+        for channel, section in sections.items():
             if not CHANNEL_ID[platform].fullmatch(channel):
                 raise OverridesError(
                     f"{where}: [{platform}.{channel}] is not {CHANNEL_ID_HINT[platform]}"
                 )
+            for user in section.allowed_users or ():
+                if not USER_ID[platform].fullmatch(user):
+                    raise OverridesError(
+                        f"{where}: [{platform}.{channel}.allowed_users] holds {user!r}, "
+                        f"which is not {USER_ID_HINT[platform]}"
+                    )
     return ChannelOverrides(parsed.slack, parsed.discord, source=path)
 
 
@@ -125,7 +145,14 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in err.get("loc", ())]
-        if err.get("type") == "extra_forbidden":
+        if len(loc) == 2 and err.get("type") in ("model_type", "dict_type"):
+            # `[discord]\nmodel = …`: a setting outside any channel's section.
+            problems.append(
+                f"[{loc[0]}.{loc[1]}] is not a [{loc[0]}.<channel id>] section: put "
+                f"settings under a channel's own section, e.g. "
+                f"[{loc[0]}.{'C0123ABCD' if loc[0] == 'slack' else '112233445566778899'}]"
+            )
+        elif err.get("type") == "extra_forbidden":
             known = _known(loc)
             problems.append(f"[{'.'.join(loc)}] is not a setting here (known: {known})")
         else:

@@ -306,7 +306,7 @@ class ConversationService:
                     elif isinstance(event, Finished):
                         finish = event.reason
         except ModelError as exc:
-            hint = operator_hint(exc, self.settings.model_base_url)
+            hint = operator_hint(exc, self.settings.model_base_url, self.model.model)
             log.warning("model failed: %s%s", exc.reason, f" ({hint})" if hint else "")
             status = "partial" if text else "failed"
             streamer.push(failure_marker(exc.reason, partial=bool(text)))

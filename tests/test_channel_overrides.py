@@ -6,6 +6,7 @@ answered through the Slack and Discord emulators and the fake model.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from tests.fakes.discord_harness import (
     start_bot,
     usage_reaches,
 )
+from tests.fakes.discord_payloads import MEMBER_PERMISSIONS
 from tests.fakes.discord_server import DiscordServer
-from tests.fakes.discord_state import MEMBER_PERMISSIONS
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_harness import running_bot
 from tests.fakes.slack_server import SlackServer
@@ -76,6 +77,17 @@ def test_a_thread_takes_its_own_settings_and_the_rest_from_its_parent_channel(
      "[discord.112233445566778899.system_prompt]: String should have at least 1 character"),
     ("[teams.T1]\nmodel = 'm'\n", "[teams] is not a setting here (known: [slack.<channel id>]"),
     ("[slack.C0SUPPORT]\nmodel = \n", "not valid TOML: Invalid value (at line 2, column 9)"),
+    ("[discord.112233445566778899]\ndaily_token_quota = true\n",
+     "[discord.112233445566778899.daily_token_quota]: Input should be a valid integer"),
+    ("[discord.112233445566778899]\nallowed_users = [\"alice\"]\n",
+     "[discord.112233445566778899.allowed_users] holds 'alice', which is not a user id"),
+    ("[discord.112233445566778899]\nallowed_users = [\"<@123456789012345678>\"]\n",
+     "which is not a user id such as 123456789012345678"),
+    ("[slack.C0123ABCD]\nallowed_users = [\"@alice\"]\n",
+     "holds '@alice', which is not a member id such as U012AB3CD"),
+    ("[discord]\nallowed_roles = [\"Helpers\"]\n",
+     "[discord.allowed_roles] is not a [discord.<channel id>] section: put settings under "
+     "a channel's own section"),
 ])
 def test_a_mistake_in_the_file_is_named_with_where_it_is(
     tmp_path: Path, text: str, problem: str
@@ -85,6 +97,21 @@ def test_a_mistake_in_the_file_is_named_with_where_it_is(
         load_channel_overrides(path)
     assert str(caught.value).startswith(f"THREADWISE_CONFIG ({path}): ")
     assert problem in str(caught.value)
+
+
+def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "threadwise.toml"  # as some Windows editors save it
+    path.write_bytes('[slack.C0123ABCD]\nmodel = "openai/gpt-5.5"\n'.encode("utf-8-sig"))
+    assert load_channel_overrides(str(path)).slack_channel("C0123ABCD").model == (
+        "openai/gpt-5.5")
+
+
+def test_a_path_that_cannot_be_read_is_named_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "conf").write_text("", encoding="utf-8")  # a file where a folder should be
+    path = str(tmp_path / "conf" / "threadwise.toml")
+    with pytest.raises(OverridesError) as caught:
+        load_channel_overrides(path)
+    assert str(caught.value) == f"THREADWISE_CONFIG ({path}): cannot be read (Not a directory)"
 
 
 async def test_the_bots_refuse_to_start_on_a_bad_file_and_check_reports_it(
@@ -101,13 +128,40 @@ async def test_the_bots_refuse_to_start_on_a_bad_file_and_check_reports_it(
     code, _, err = await cli(["discord"], {**env, "DISCORD_TOKEN": "abc.def.ghi"})
     assert code == 2 and "THREADWISE_CONFIG" in err and "no such file" in err, err
 
+    (tmp_path / "conf").write_text("", encoding="utf-8")
+    unreadable = str(tmp_path / "conf" / "threadwise.toml")
+    code, out, _ = await cli(["check"], {**env, "THREADWISE_CONFIG": unreadable})
+    assert code == 1 and "[FAIL] channel overrides: THREADWISE_CONFIG" in out
+    assert "[ok  ] database" in out  # the other checks still ran
+
     good = written(tmp_path, "[slack.C0SUPPORT]\nmodel = 'openai/gpt-5.5'\n")
     code, out, _ = await cli(["check"], {**env, "THREADWISE_CONFIG": good,
                                          "MODEL_BASE_URL": "http://127.0.0.1:9/v1"})
     assert f"[ok  ] channel overrides: 1 Slack and 0 Discord channel(s) from {good}" in out
+    # The file's model is tried too, not only MODEL_NAME.
+    assert "[FAIL] model openai/gpt-5.5 (chat API at http://127.0.0.1:9/v1/)" in out
 
 
 # --- Slack ---------------------------------------------------------------------------
+
+async def test_a_404_for_a_channels_model_names_that_model_for_the_operator(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = written(tmp_path, '[slack.C0SUPPORT]\nmodel = "openai/gpt-5.5-typo"\n')
+    model_server.fail(404)
+    with caplog.at_level(logging.WARNING):
+        async with running_bot(slack_server, model_server, tmp_path, speed=10,
+                               THREADWISE_CONFIG=config) as bot:
+            asked = slack_server.user_post("C0SUPPORT", "U0ALICE", f"{slack_server.mention} hi")
+            for event in asked.events:
+                await slack_server.deliver(bot.url, event)
+            await bot.idle()
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model failed")]
+    assert model_server.requests[0].body["model"] == "openai/gpt-5.5-typo"
+    assert line.endswith("(is openai/gpt-5.5-typo spelled as the provider lists it? "
+                         "(MODEL_NAME, or a channel's model in THREADWISE_CONFIG))")
+
 
 async def test_a_slack_channel_answers_with_its_own_prompt_and_model_others_do_not(
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path

@@ -114,12 +114,14 @@ def stream_event_error(message: str | None, code: str | None, *, failed: bool) -
     return ModelError(f"{what}: {reason}", retryable=retryable)
 
 
-def operator_hint(exc: ModelError, base_url: str) -> str:
+def operator_hint(exc: ModelError, base_url: str, model: str) -> str:
     """What an operator should check for the usual set-up mistakes, or "" (for logs and
-    `threadwise check`; a chat user cannot fix the deployment)."""
+    `threadwise check`; a chat user cannot fix the deployment). `model`: the one asked
+    for, which a channel's THREADWISE_CONFIG section may have chosen."""
     if exc.status == 404:
         if base_url.rstrip("/").endswith("/v1"):
-            return "is MODEL_NAME spelled as the provider lists it?"
+            return (f"is {model} spelled as the provider lists it? (MODEL_NAME, or a "
+                    f"channel's model in THREADWISE_CONFIG)")
         return "does MODEL_BASE_URL end in /v1?"
     if "WRONG_VERSION_NUMBER" in exc.reason and base_url.startswith("https://"):
         return "the server speaks plain HTTP: use http:// in MODEL_BASE_URL"
