@@ -70,6 +70,10 @@ class _File(BaseModel):
     discord: dict[str, DiscordChannelOverride] = {}
 
 
+_NO_OVERRIDE = ChannelOverride()
+_NO_DISCORD_OVERRIDE = DiscordChannelOverride()
+
+
 class OverridesError(ValueError):
     """THREADWISE_CONFIG cannot be used; the message is one line naming the place."""
 
@@ -81,12 +85,14 @@ class ChannelOverrides:
     source: str = ""
 
     def slack_channel(self, channel: str) -> ChannelOverride:
-        return self.slack.get(channel) or ChannelOverride()
+        return self.slack.get(channel) or _NO_OVERRIDE
 
     def discord_places(self, places: Iterable[str]) -> DiscordChannelOverride:
         """The override for the first of `places` (a thread, then its parent channel),
         setting by setting: a thread's own section wins, the parent fills the gaps."""
         found = [self.discord[p] for p in places if p in self.discord]
+        if len(found) <= 1:  # the usual case, on every message: nothing to merge
+            return found[0] if found else _NO_DISCORD_OVERRIDE
         merged: dict[str, object] = {}
         for section in reversed(found):
             merged.update(section.model_dump(exclude_none=True))
