@@ -7,6 +7,7 @@ the whole bot, against the Slack emulator's faults.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_faults import DROP_AFTER
 from tests.fakes.slack_harness import bot_settings
 from tests.fakes.slack_server import SlackServer
+from tests.fakes.slack_state import Message
 
 FIRST = "The first answer. " * 8
 SECOND = "The second answer. " * 8
@@ -101,6 +103,24 @@ async def test_a_429_on_post_message_through_the_posts_client_is_waited_out(
     [msg] = slack_server.bot_replies(CHANNEL, key.root)
     assert msg.ts == ts and msg.text == "Done."
 
+
+
+async def test_a_lost_post_is_recognised_in_the_form_slack_shows_its_markdown(
+    slack_server: SlackServer, rig: tuple[SlackChatPort, ThreadKey, str]
+) -> None:
+    """Slack renders markdown_text: the fallback text shows a link as <target|label>,
+    bold with single stars. The words, in order, still identify the lost post."""
+    port, key, ask = rig
+    sent = "**Restart** the pod, then see [the runbook](https://wiki.example/rb) for more."
+    slack_server.state.add(Message(
+        channel=CHANNEL, ts=slack_server.state.next_ts(), thread_ts=key.root,
+        user=slack_server.cfg.bot_user_id, bot_id=slack_server.cfg.bot_id,
+        text="*Restart* the pod, then see <https://wiki.example/rb|the runbook> for more.",
+    ))
+    [made] = slack_server.bot_replies(CHANNEL, key.root)
+    assert await port.lost.find(key, ask, sent, since=time.time()) == made.ts
+    other = "**Restart** the service instead."  # another text: not ours to adopt
+    assert await port.lost.find(key, ask, other, since=time.time()) is None
 
 # --- the whole bot ----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -34,7 +35,10 @@ POST_TRIES = 3  # as many as slack_sdk's own retries gave a post before
 PAGE = 200  # messages read per page; a lost post is among the newest
 MAX_PAGES = 3
 SKEW_S = 120.0  # our clock against Slack's: read from this long before the send
-MATCH_CHARS = 60  # how much of the sent text must begin the message (whitespace aside)
+# How much of the sent text must begin the message, in letters and digits only: Slack
+# renders markdown_text into blocks and a fallback `text`, so markup, link targets and
+# spacing may differ from what was sent, while the words keep their order.
+MATCH_CHARS = 24
 REMEMBERED = 10_000  # our messages' ts kept, so they are never adopted as lost ones
 
 
@@ -45,16 +49,34 @@ def maybe_performed(exc: BaseException) -> bool:
     return isinstance(exc, (aiohttp.ClientError, TimeoutError, ConnectionError))
 
 
+_MARKDOWN_LINK = re.compile(r"\]\([^)\s]*\)")  # [label](target) → [label]
+_SLACK_LINK = re.compile(r"<[^|<>]*\|([^<>]*)>")  # <target|label> → label
+
+
 def _squeezed(text: str) -> str:
-    return "".join(text.split())
+    """Letters and digits only, link targets left out (Slack shows labels)."""
+    text = _SLACK_LINK.sub(r"\1", _MARKDOWN_LINK.sub("]", text))
+    return "".join(ch for ch in text if ch.isalnum())
 
 
 def _texts(message: Mapping[str, Any]) -> Iterable[str]:
-    """The message's text, and the text of its blocks (markdown_text becomes a block)."""
+    """The message's fallback text, and all the text in its blocks, in order."""
     yield str(message.get("text") or "")
-    for block in message.get("blocks") or ():
-        if isinstance(block, dict) and isinstance(block.get("text"), str):
-            yield block["text"]
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name == "text" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(message.get("blocks") or [])
+    yield "".join(found)
 
 
 class LostPosts:
