@@ -241,3 +241,25 @@ async def test_a_lost_stream_is_not_confused_with_a_summary_posted_meanwhile(
     assert len(after) == 2 and not any(m.streaming for m in after), shown
     assert after[0].text.strip() == FIRST.strip() and after[0].ts == stored, shown
     assert after[1].text.startswith("🧵"), shown
+
+
+@pytest.mark.parametrize("where", ["thread", "channel"])
+async def test_a_summary_post_whose_answer_was_lost_is_not_posted_twice(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path, where: str
+) -> None:
+    """The "Summarizing…" notice is made, its answer lost: in a thread (the shortcut) and
+    at the top of the channel (/summarize). One notice, which becomes the summary."""
+    model_server.respond_with(lambda body: "### Key points\n- People said hello [m1]")
+    async with slack_rig(slack_server, model_server, tmp_path) as rig:
+        said = slack_server.user_post(CHANNEL, "U0ALICE", "hello everyone")
+        slack_server.faults.add(DROP_AFTER, 1, methods={"chat.postMessage"})
+        if where == "thread":
+            await slack_server.message_shortcut(rig.bot.url, callback_id=SHORTCUT_ID,
+                                                channel=CHANNEL, ts=said.ts, user="U0CAROL")
+        else:
+            await slack_server.slash_command(rig.bot.url, channel=CHANNEL, user="U0CAROL")
+        await slack_server.wait_until(lambda: bool(model_server.requests))
+        await rig.bot.idle()
+    assert ("chat.postMessage", DROP_AFTER) in slack_server.faults.answered
+    [summary] = [m for m in slack_server.state.all_messages() if m.bot_id]
+    assert summary.text.startswith("🧵") and "People said hello" in summary.text

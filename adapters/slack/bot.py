@@ -210,7 +210,7 @@ class SlackBot:
                 client=self.client, gate=self.gate, history=history,
                 service=self.summary_service,
                 allowed_channels=self.settings.slack_allowed_channels, speed=self.speed,
-                overrides=self.overrides,
+                overrides=self.overrides, lost=self.port.lost, posts=self.port.posts,
             )
         self.bolt = self._bolt_app(me)
         if self.socket_mode:

@@ -128,7 +128,8 @@ class LostPosts:
     async def find(
         self, key: ThreadKey, after_ts: str, text: str, *, since: float
     ) -> str | None:
-        """The message of ours a lost call made in the thread, if Slack shows one."""
+        """The message of ours a lost call made in the thread (key.root "": at the top
+        of the channel), if Slack shows one."""
         if self.bot_id is None or not _squeezed(text):
             return None
         oldest = max(float(after_ts), since - SKEW_S)
@@ -136,11 +137,18 @@ class LostPosts:
         cursor: str | None = None
         try:
             for _ in range(MAX_PAGES):
-                await self._gate.acquire("conversations.replies", key.space)
-                resp = await self._reader.conversations_replies(
-                    channel=key.channel, ts=key.root, oldest=f"{oldest:.6f}",
-                    inclusive=False, limit=PAGE, cursor=cursor,
-                )
+                if key.root:
+                    await self._gate.acquire("conversations.replies", key.space)
+                    resp = await self._reader.conversations_replies(
+                        channel=key.channel, ts=key.root, oldest=f"{oldest:.6f}",
+                        inclusive=False, limit=PAGE, cursor=cursor,
+                    )
+                else:  # a post at the top of the channel (a channel summary)
+                    await self._gate.acquire("conversations.history", key.space)
+                    resp = await self._reader.conversations_history(
+                        channel=key.channel, oldest=f"{oldest:.6f}", inclusive=False,
+                        limit=PAGE, cursor=cursor,
+                    )
                 for m in resp.get("messages") or ():
                     ts = str(m.get("ts") or "")
                     if (m.get("bot_id") == self.bot_id and ts not in self._ours

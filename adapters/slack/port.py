@@ -77,7 +77,7 @@ class SlackChatPort:
         self._client = client
         # Calls that create or extend a message: a client that does not resend them when
         # the answer is lost (see lost_posts.py).
-        self._posts = posts or client
+        self.posts = posts or client
         self.lost = LostPosts(client, gate)
         self._files = files
         self._gate = gate
@@ -150,7 +150,7 @@ class SlackChatPort:
 
         async def send() -> str:
             await self._gate.acquire("chat.postMessage", key.space, key.channel)
-            resp = await self._posts.chat_postMessage(
+            resp = await self.posts.chat_postMessage(
                 channel=key.channel, thread_ts=key.root, markdown_text=text,
                 unfurl_links=False, unfurl_media=False,
             )
@@ -239,7 +239,7 @@ class SlackChatPort:
         opened: list[AsyncChatStream] = []
 
         async def send() -> str:
-            stream = await self._posts.chat_stream(
+            stream = await self.posts.chat_stream(
                 channel=key.channel, thread_ts=key.root, recipient_team_id=team_id,
                 recipient_user_id=user_id, buffer_size=1,
             )

@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.events import TaskKeeper
 from adapters.slack.history import ReadRefused, SlackHistory, refusal, refusal_for
 from adapters.slack.links import parse_slack_link
+from adapters.slack.lost_posts import LostPosts
 from adapters.slack.markup import neutralise
 from adapters.slack.not_enabled import USERS_ONLY
 from adapters.slack.port import MAX_CHARS
@@ -102,9 +103,12 @@ class SlackSummaries:
     def __init__(
         self, *, client: AsyncWebClient, gate: SlackRateGate, history: SlackHistory,
         service: SummaryService, allowed_channels: tuple[str, ...] = (), speed: float = 1.0,
-        overrides: ChannelOverrides | None = None,
+        overrides: ChannelOverrides | None = None, lost: LostPosts | None = None,
+        posts: AsyncWebClient | None = None,
     ) -> None:
         self.client = client
+        self.lost = lost  # with `posts`, a client that does not resend lost posts
+        self.posts = posts or client
         self.gate = gate
         self.history = history
         self.service = service
@@ -238,12 +242,22 @@ class SlackSummaries:
             await self._quietly(tell(text))
 
     async def _post(self, channel: str, thread_ts: str | None, markdown: str) -> str:
-        await self.gate.acquire("chat.postMessage", self.history.team, channel)
-        resp = await self.client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, markdown_text=neutralise(markdown),
-            unfurl_links=False, unfurl_media=False,
-        )
-        return str(resp["ts"])
+        text = neutralise(markdown)
+
+        async def send() -> str:
+            await self.gate.acquire("chat.postMessage", self.history.team, channel)
+            resp = await self.posts.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, markdown_text=text,
+                unfurl_links=False, unfurl_media=False,
+            )
+            return str(resp["ts"])
+
+        if self.lost is None:
+            return await send()
+        # A post whose answer is lost is looked for, not sent twice (see lost_posts.py).
+        key = ThreadKey("slack", self.history.team, channel, thread_ts or "")
+        ts, _ = await self.lost.create(key, thread_ts or "0", text, send)
+        return ts
 
     async def _update(self, req: SummaryRequest, ts: str, markdown: str) -> None:
         await self.gate.acquire("chat.update", req.team)
