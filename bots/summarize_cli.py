@@ -34,6 +34,7 @@ from adapters.slack.history import (
     refusal_for,
 )
 from adapters.slack.links import SlackLink, parse_slack_link
+from adapters.slack.lost_posts import LostPosts
 from adapters.slack.rate import SlackRateGate
 from adapters.slack.summary import SlackSummaries, SummaryRequest
 from adapters.slack.users import DisplayNames
@@ -104,7 +105,11 @@ async def _slack(
     gate = SlackRateGate(1.0, read.rate_overrides())
     history = SlackHistory(client, gate, DisplayNames(client, gate, team=team), team=team,
                            workspace_url=str(me.get("url") or ""), read=read)
-    summaries = SlackSummaries(client=client, gate=gate, history=history, service=service)
+    # --post: a post whose answer is lost is looked for, not sent twice.
+    lost = LostPosts(client, gate)
+    lost.bot_id = str(me.get("bot_id") or "") or None
+    summaries = SlackSummaries(client=client, gate=gate, history=history, service=service,
+                               lost=lost, posts=web_client(settings, resend_lost=False))
     req = SummaryRequest(team, link.channel, CLI_USER, None if hours else link.root,
                          hours or 24.0)
     try:

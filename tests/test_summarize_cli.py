@@ -13,6 +13,7 @@ from adapters.slack.links import SlackLink, parse_slack_link, permalink
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_faults import DROP_AFTER
 from tests.fakes.slack_server import SlackServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,3 +149,18 @@ def test_link_formats() -> None:
     assert permalink("https://acme.slack.com/", "C1", "1700000001.000002",
                      "1700000000.000001") == ("https://acme.slack.com/archives/C1/"
                                               "p1700000001000002?thread_ts=1700000000.000001&cid=C1")
+
+
+async def test_summarize_post_whose_answer_was_lost_posts_once(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    root, _ = standup_thread(slack_server)
+    model_server.reply(SUMMARY)
+    slack_server.faults.add(DROP_AFTER, 1, methods={"chat.postMessage"})
+    link = slack_server.permalink(CHANNEL, root)
+    code, _, err = await summarize([link, "--post"],
+                                   slack_env(tmp_path, model_server, slack_server))
+    assert code == 0, err
+    assert ("chat.postMessage", DROP_AFTER) in slack_server.faults.answered
+    posted = [m.text[:30] for m in slack_server.bot_replies(CHANNEL, root)]
+    assert len(posted) == 1, posted

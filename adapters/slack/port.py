@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFileFetcher
-from adapters.slack.lost_posts import LostPosts, maybe_performed
+from adapters.slack.lost_posts import LostPosts, maybe_performed, post_metadata
 from adapters.slack.markup import neutralise
 from adapters.slack.rate import SlackRateGate
 from core.ports import WriteLimits
@@ -148,15 +149,17 @@ class SlackChatPort:
             self._continue_for(key, ts, requester)
             return ts
 
+        nonce = nonce or uuid.uuid4().hex[:25]
+
         async def send() -> str:
             await self._gate.acquire("chat.postMessage", key.space, key.channel)
             resp = await self.posts.chat_postMessage(
                 channel=key.channel, thread_ts=key.root, markdown_text=text,
-                unfurl_links=False, unfurl_media=False,
+                unfurl_links=False, unfurl_media=False, metadata=post_metadata(nonce),
             )
             return str(resp["ts"])
 
-        ts, _ = await self.lost.create(key, after, text, send)
+        ts, _ = await self.lost.create(key, after, text, send, nonce=nonce)
         self._track(key, ts, text, None)
         self._continue_for(key, ts, requester)
         return ts

@@ -164,7 +164,16 @@ class SlackWebApi:
             raise ApiError("channel_not_found")
         fld, text = _content(p)
         thread_ts = p.get("thread_ts") or None
+        metadata = p.get("metadata")
+        if isinstance(metadata, str):  # a form-encoded call sends it as JSON text
+            metadata = json.loads(metadata)
+        if metadata is not None and not (
+            isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            raise ApiError("invalid_metadata_format")
         msg = self._bot_message(channel, thread_ts, text, fld)
+        msg.metadata = metadata
         return {"channel": channel, "ts": msg.ts, "message": msg.as_api()}
 
     def _existing(self, p: Params) -> Message:

@@ -44,6 +44,10 @@ def _in_range(msgs: Sequence[Message], p: Params) -> list[Message]:
     return out
 
 
+def _metadata(p: Params) -> bool:
+    return str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+
+
 class Conversations:
     def __init__(self, state: WorkspaceState, bot_user: str, user_ids: Callable[[], list[str]],
                  error: Callable[[str], Exception]) -> None:
@@ -101,7 +105,7 @@ class Conversations:
         if not msgs:
             raise self.error("thread_not_found")
         page, meta = self._page(_in_range(msgs, p), p, REPLIES_LIMIT, REPLIES_LIMIT)
-        return {"messages": [m.as_api() for m in page], **meta}
+        return {"messages": [m.as_api(with_metadata=_metadata(p)) for m in page], **meta}
 
     def history(self, p: Params) -> Answer:
         channel = str(p.get("channel") or "")
@@ -110,7 +114,7 @@ class Conversations:
         page, meta = self._page(msgs, p, HISTORY_DEFAULT, HISTORY_MAX)
         out = []
         for m in page:
-            api = m.as_api()
+            api = m.as_api(with_metadata=_metadata(p))
             replies = len(self.state.thread(channel, m.ts)) - 1
             if replies > 0:
                 api.update(thread_ts=m.ts, reply_count=replies)

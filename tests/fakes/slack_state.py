@@ -40,14 +40,18 @@ class Message:
     edits: int = 0
     files: list[dict[str, object]] = field(default_factory=list)
     broadcast: bool = False  # a thread reply "also sent to #channel"
+    metadata: dict[str, object] | None = None  # chat.postMessage's message metadata
 
     @property
     def root(self) -> str:
         return self.thread_ts or self.ts
 
-    def as_api(self) -> dict[str, object]:
+    def as_api(self, *, with_metadata: bool = False) -> dict[str, object]:
+        """As the Web API shows it; metadata only when include_all_metadata asked."""
         out: dict[str, object] = {"type": "message", "ts": self.ts, "user": self.user,
                                   "text": self.text}
+        if with_metadata and self.metadata is not None:
+            out["metadata"] = self.metadata
         if self.thread_ts:
             out["thread_ts"] = self.thread_ts
         if self.bot_id:
