@@ -166,6 +166,23 @@ async def test_two_replicas_a_503_on_the_second_reply_does_not_lose_it(
     assert shown == ["Hello!", first, "Yes."], shown
 
 
+async def test_a_workspace_that_refuses_metadata_still_gets_one_message_per_post(
+    slack_server: SlackServer, ports: tuple[SlackChatPort, SlackChatPort]
+) -> None:
+    """Posts go without metadata from then on; a lost one is found by its text."""
+    port, _ = ports
+    slack_server.api.refuse_metadata = True
+    key, ask = _ask(slack_server, port, f"{slack_server.mention} hi")
+    first = await port.post(key, "The first answer.", reply_to=ask, final=True)
+    slack_server.faults.add(DROP_AFTER, 1, methods={"chat.postMessage"})
+    second = await port.post(key, "The second answer.", reply_to=first, final=True)
+    shown = [(m.ts, m.text) for m in slack_server.bot_replies(CHANNEL, key.root)]
+    assert shown == [(first, "The first answer."), (second, "The second answer.")]
+    refused = [c for c in slack_server.calls_to("chat.postMessage")
+               if c.error == "invalid_metadata_format"]
+    assert len(refused) == 1  # asked once, then never again
+
+
 # --- the text as Slack returns it ---------------------------------------------------------
 
 @pytest.mark.parametrize("sent, shown", [

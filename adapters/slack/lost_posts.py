@@ -61,10 +61,6 @@ def _squeezed(text: str) -> str:
     return words or "".join(text.split())
 
 
-def post_metadata(nonce: str) -> dict[str, object]:
-    return {"event_type": METADATA_TYPE, "event_payload": {"nonce": nonce}}
-
-
 def _nonce_of(message: Mapping[str, Any]) -> str | None:
     metadata = message.get("metadata")
     if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_TYPE:
@@ -98,7 +94,26 @@ class LostPosts:
         self._reader = reader
         self._gate = gate
         self.bot_id: str | None = None  # known once the bot has called auth.test
+        self._metadata = True  # until the workspace refuses message metadata
         self._ours: OrderedDict[str, None] = OrderedDict()
+
+    async def post_message(self, client: AsyncWebClient, nonce: str, **args: Any) -> str:
+        """chat.postMessage carrying `nonce` in its message metadata; the ts. Should this
+        workspace refuse metadata, posts go without it (found by their text instead)."""
+        if self._metadata:
+            metadata = {"event_type": METADATA_TYPE, "event_payload": {"nonce": nonce}}
+            try:
+                resp = await client.chat_postMessage(metadata=metadata, **args)
+                return str(resp["ts"])
+            except SlackApiError as exc:
+                data = exc.response.data  # a 5xx page from a proxy is no JSON
+                error = str(data.get("error") or "") if isinstance(data, dict) else ""
+                if "metadata" not in error:
+                    raise
+                log.warning("Slack refused message metadata (%s); posting without it", error)
+                self._metadata = False
+        resp = await client.chat_postMessage(**args)
+        return str(resp["ts"])
 
     def remember(self, ts: str) -> None:
         """A message of ours Slack confirmed: never to be adopted as a lost one."""

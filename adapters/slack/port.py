@@ -27,7 +27,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.files import SlackFileFetcher
-from adapters.slack.lost_posts import LostPosts, maybe_performed, post_metadata
+from adapters.slack.lost_posts import LostPosts, maybe_performed
 from adapters.slack.markup import neutralise
 from adapters.slack.rate import SlackRateGate
 from core.ports import WriteLimits
@@ -153,11 +153,10 @@ class SlackChatPort:
 
         async def send() -> str:
             await self._gate.acquire("chat.postMessage", key.space, key.channel)
-            resp = await self.posts.chat_postMessage(
-                channel=key.channel, thread_ts=key.root, markdown_text=text,
-                unfurl_links=False, unfurl_media=False, metadata=post_metadata(nonce),
+            return await self.lost.post_message(
+                self.posts, nonce, channel=key.channel, thread_ts=key.root,
+                markdown_text=text, unfurl_links=False, unfurl_media=False,
             )
-            return str(resp["ts"])
 
         ts, _ = await self.lost.create(key, after, text, send, nonce=nonce)
         self._track(key, ts, text, None)

@@ -28,7 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.events import TaskKeeper
 from adapters.slack.history import ReadRefused, SlackHistory, refusal, refusal_for
 from adapters.slack.links import parse_slack_link
-from adapters.slack.lost_posts import LostPosts, post_metadata
+from adapters.slack.lost_posts import LostPosts
 from adapters.slack.markup import neutralise
 from adapters.slack.not_enabled import USERS_ONLY
 from adapters.slack.port import MAX_CHARS
@@ -243,22 +243,22 @@ class SlackSummaries:
             await self._quietly(tell(text))
 
     async def _post(self, channel: str, thread_ts: str | None, markdown: str) -> str:
-        text = neutralise(markdown)
-        nonce = uuid.uuid4().hex[:25]
+        text, nonce = neutralise(markdown), uuid.uuid4().hex[:25]
+        args: dict[str, Any] = {"channel": channel, "thread_ts": thread_ts,
+                                "markdown_text": text, "unfurl_links": False,
+                                "unfurl_media": False}
+        if self.lost is None:
+            await self.gate.acquire("chat.postMessage", self.history.team, channel)
+            return str((await self.posts.chat_postMessage(**args))["ts"])
+        lost = self.lost
 
         async def send() -> str:
             await self.gate.acquire("chat.postMessage", self.history.team, channel)
-            resp = await self.posts.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, markdown_text=text,
-                unfurl_links=False, unfurl_media=False, metadata=post_metadata(nonce),
-            )
-            return str(resp["ts"])
+            return await lost.post_message(self.posts, nonce, **args)
 
-        if self.lost is None:
-            return await send()
         # A post whose answer is lost is looked for, not sent twice (see lost_posts.py).
         key = ThreadKey("slack", self.history.team, channel, thread_ts or "")
-        ts, _ = await self.lost.create(key, thread_ts or "0", text, send, nonce=nonce)
+        ts, _ = await lost.create(key, thread_ts or "0", text, send, nonce=nonce)
         return ts
 
     async def _update(self, req: SummaryRequest, ts: str, markdown: str) -> None:

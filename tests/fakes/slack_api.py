@@ -89,6 +89,7 @@ class SlackWebApi:
         }
         self.socket_url: Callable[[], str] = lambda: ""
         self.file_objects: dict[str, Answer] = {}  # files.info: id -> full file object
+        self.refuse_metadata = False  # a workspace that will not take message metadata
         self._methods: dict[str, Callable[[Params], Answer]] = {
             "auth.test": self._auth_test,
             "users.info": self._users_info,
@@ -167,10 +168,10 @@ class SlackWebApi:
         metadata = p.get("metadata")
         if isinstance(metadata, str):  # a form-encoded call sends it as JSON text
             metadata = json.loads(metadata)
-        if metadata is not None and not (
+        if metadata is not None and (self.refuse_metadata or not (
             isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
             and isinstance(metadata.get("event_payload"), dict)
-        ):
+        )):
             raise ApiError("invalid_metadata_format")
         msg = self._bot_message(channel, thread_ts, text, fld)
         msg.metadata = metadata
