@@ -12,6 +12,7 @@ from adapters.slack.bot import SlackBot
 from bots.compose import open_core
 from tests.fakes.model_server import FakeModelServer
 from tests.fakes.slack_events import user_message
+from tests.fakes.slack_faults import DROP_AFTER
 from tests.fakes.slack_harness import bot_settings, running_bot
 from tests.fakes.slack_server import SlackServer
 
@@ -88,6 +89,21 @@ async def test_only_allowed_channels_are_answered(
     assert "not enabled here" in note.text and "<#C0ALLOWED>" in note.text
     assert len(model_server.requests) == 1  # only the allowed channel reached the model
     assert len(slack_server.bot_replies("C0ALLOWED", allowed.ts)) == 1
+
+
+async def test_a_not_enabled_note_whose_answer_was_lost_is_not_said_twice(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    async with running_bot(slack_server, model_server, tmp_path, speed=10,
+                           SLACK_ALLOWED_CHANNELS="C0ALLOWED") as bot:
+        slack_server.faults.add(DROP_AFTER, 1, methods={"chat.postMessage"})
+        denied = slack_server.user_post(CHANNEL, "U0ALICE", f"{slack_server.mention} hi")
+        for event in denied.events:
+            assert (await slack_server.deliver(bot.url, event)).status == 200
+        await bot.idle()
+    assert ("chat.postMessage", DROP_AFTER) in slack_server.faults.answered
+    [note] = slack_server.bot_replies(CHANNEL, denied.ts)  # a courtesy note: not resent
+    assert "not enabled here" in note.text
 
 
 async def test_outside_the_allowed_channels_people_who_ask_are_told_once_where_to_go(

@@ -201,7 +201,9 @@ class SlackBot:
             service=self.service, port=self.port, names=names, me=me,
             allowed_channels=allowed,
             follow_threads=self.settings.slack_follow_threads, tasks=self.tasks,
-            notice=NotEnabledNotice(self.client, self.gate, allowed),
+            # A courtesy note goes once, through the client that does not resend a post
+            # whose answer was lost: one note or none, never two.
+            notice=NotEnabledNotice(self.port.posts, self.gate, allowed),
             shared=SharedFiles(self.client, self.gate), history=history,
             overrides=self.overrides, tailored=self.tailored,
         )
