@@ -102,9 +102,6 @@ class ChannelOverrides:
         sections = self.slack if platform == "slack" else self.discord
         return [s.model for s in sections.values() if s.model is not None]
 
-    def __len__(self) -> int:
-        return len(self.slack) + len(self.discord)
-
 
 def load_channel_overrides(path: str | None) -> ChannelOverrides:
     """The overrides in `path`, or none when it is unset. Raises OverridesError."""

@@ -52,12 +52,11 @@ async def keep_unanswered(store: Store, question: NewMessage, lease_token: str) 
         await asyncio.shield(kept)
     except asyncio.CancelledError:
         await asyncio.wait([kept])
+        if not kept.cancelled() and (exc := kept.exception()) is not None:
+            log.warning("could not keep the question cut off in %s: %s", question.key, exc)
         raise
     except Exception as exc:
         log.warning("could not keep the question cut off in %s: %s", question.key, exc)
-    finally:
-        if kept.done() and not kept.cancelled() and kept.exception() is not None:
-            log.debug("keeping the question failed: %s", kept.exception())
 
 
 async def finalise_orphans(store: Store, key: ThreadKey, port: ChatPort) -> int:

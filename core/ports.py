@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -34,6 +35,14 @@ class WriteLimits:
     post_bucket: str | None = None
     post_rate: float = 1.0
     post_burst: int = 1
+
+
+NONCE_CHARS = 25  # Discord's limit for a message nonce
+
+
+def new_nonce() -> str:
+    """An identity for one message, kept across its retries (see ChatPort.post)."""
+    return uuid.uuid4().hex[:NONCE_CHARS]
 
 
 class ChatPort(Protocol):

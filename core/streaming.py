@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from core.pacing import Clock, Sleep, WriteBudgets
-from core.ports import ChatPort
+from core.ports import ChatPort, new_nonce
 from core.reply_notes import plain_reason
 from core.splitting import balance, fits, take_part
 from core.types import ThreadKey
@@ -37,7 +36,7 @@ class _Part:
     closed: bool = False  # finish() was written
     last_write: float = float("-inf")
     # One per message, kept across retries: a post whose answer was lost is not doubled.
-    nonce: str = field(default_factory=lambda: uuid.uuid4().hex[:25])
+    nonce: str = field(default_factory=new_nonce)
 
 
 Progress = Callable[[list[str], str], Awaitable[None]]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import discord
 
-from core.ports import FileRefused, WriteLimits
+from core.ports import FileRefused, WriteLimits, new_nonce
 from core.types import FileRef, ThreadKey
 
 log = logging.getLogger(__name__)
@@ -139,7 +138,7 @@ class DiscordPort:
         self._stop_typing(key)
         channel = self._channel(key)
         # Every post gets one, so that discord.py's own retry of it cannot double it either.
-        nonce = nonce or uuid.uuid4().hex[:25]
+        nonce = nonce or new_nonce()
         # A thread opened from a message has that message's id; the message itself lives in
         # the parent channel, so it cannot be referenced from inside the thread.
         if reply_to is not None and reply_to != key.channel:

@@ -28,6 +28,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.api_errors import api_error
 from adapters.slack.markup import decode_entities
 from adapters.slack.rate import SlackRateGate
 from core.types import ThreadKey
@@ -106,8 +107,7 @@ class LostPosts:
                 resp = await client.chat_postMessage(metadata=metadata, **args)
                 return str(resp["ts"])
             except SlackApiError as exc:
-                data = exc.response.data  # a 5xx page from a proxy is no JSON
-                error = str(data.get("error") or "") if isinstance(data, dict) else ""
+                error = api_error(exc)
                 if "metadata" not in error:
                     raise
                 log.warning("Slack refused message metadata (%s); posting without it", error)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -26,11 +25,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.api_errors import api_error
 from adapters.slack.files import SlackFileFetcher
 from adapters.slack.lost_posts import LostPosts, maybe_performed
 from adapters.slack.markup import neutralise
 from adapters.slack.rate import SlackRateGate
-from core.ports import WriteLimits
+from core.ports import WriteLimits, new_nonce
 from core.splitting import closing_for, open_fence
 from core.types import FileRef, ThreadKey
 
@@ -149,7 +149,7 @@ class SlackChatPort:
             self._continue_for(key, ts, requester)
             return ts
 
-        nonce = nonce or uuid.uuid4().hex[:25]
+        nonce = nonce or new_nonce()
 
         async def send() -> str:
             await self._gate.acquire("chat.postMessage", key.space, key.channel)
@@ -363,14 +363,6 @@ class SlackChatPort:
             self._janitor.cancel()
             await asyncio.gather(self._janitor, return_exceptions=True)
             self._janitor = None
-
-
-def api_error(exc: SlackApiError) -> str:
-    """Slack's error code; an HTTP error page (a 5xx from a proxy) has no JSON to read."""
-    data = exc.response.data
-    if isinstance(data, dict):
-        return str(data.get("error"))
-    return f"HTTP {exc.response.status_code}"
 
 
 def _error(exc: Exception) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ from adapters.slack.port import MAX_CHARS
 from adapters.slack.rate import SlackRateGate
 from core.channel_overrides import ChannelOverrides
 from core.model.types import ModelError
+from core.ports import new_nonce
 from core.splitting import split_all
 from core.summarize import Progress, SourceMessage
 from core.summary_service import MAX_HOURS, ProgressBoard, SummaryService, hours_label, render
@@ -243,7 +243,7 @@ class SlackSummaries:
             await self._quietly(tell(text))
 
     async def _post(self, channel: str, thread_ts: str | None, markdown: str) -> str:
-        text, nonce = neutralise(markdown), uuid.uuid4().hex[:25]
+        text, nonce = neutralise(markdown), new_nonce()
         args: dict[str, Any] = {"channel": channel, "thread_ts": thread_ts,
                                 "markdown_text": text, "unfurl_links": False,
                                 "unfurl_media": False}

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.port import api_error
+from adapters.slack.api_errors import api_error
 from adapters.slack.rate import SlackRateGate
 
 log = logging.getLogger(__name__)
