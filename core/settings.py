@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -31,6 +32,24 @@ KNOWN_CONTEXT_TOKENS: dict[str, int] = {
     "gpt-4o": 128_000,
     "gpt-4o-mini": 128_000,
 }
+
+
+def _well_formed(value: str, schemes: tuple[str, ...]) -> str:
+    """A URL the HTTP clients can use, or one clear reason (never their traceback later).
+    Surrounding whitespace goes: an env file saved with Windows line ends leaves a \r."""
+    value = value.strip()
+    if not value.startswith(schemes):
+        raise ValueError(f"must start with {' or '.join(schemes)}")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("contains a space or a control character")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if not parts.hostname:
+        raise ValueError(f"names no host, e.g. {schemes[-1]}api.example.com")
+    return value
 
 
 def bare_model_name(name: str) -> str:
@@ -180,25 +199,18 @@ class Settings(BaseSettings):
     @field_validator("model_base_url", "slack_api_url")
     @classmethod
     def _slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        value = _well_formed(value, ("http://", "https://"))
         return value if value.endswith("/") else value + "/"
 
     @field_validator("discord_api_url")
     @classmethod
     def _no_slash(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return None if value is None else _well_formed(value, ("http://", "https://")).rstrip("/")
 
     @field_validator("discord_gateway_url")
     @classmethod
     def _ws(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("ws://", "wss://")):
-            raise ValueError("must start with ws:// or wss://")
-        return value
+        return None if value is None else _well_formed(value, ("ws://", "wss://"))
 
     @field_validator("database_url")
     @classmethod

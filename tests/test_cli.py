@@ -62,6 +62,31 @@ async def test_invalid_setting_exits_2_with_one_line_naming_it(cli: Runner, tmp_
     assert "sk-secretvalue123456" not in err + out
 
 
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://127.0.0.1:99999/v1", "MODEL_BASE_URL: is not a valid URL (Port out of range"),
+    ("http://[::1", "MODEL_BASE_URL: is not a valid URL (Invalid IPv6 URL)"),
+    ("http://", "MODEL_BASE_URL: names no host"),
+    ("http://model host/v1", "MODEL_BASE_URL: contains a space or a control character"),
+])
+async def test_a_malformed_base_url_exits_2_naming_it_not_a_traceback(
+    cli: Runner, tmp_path: Path, url: str, says: str
+) -> None:
+    code, out, err = await cli(["check"], clean_env(tmp_path, MODEL_BASE_URL=url))
+    assert code == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and err.startswith("threadwise: invalid configuration: ")
+    assert says in err
+
+
+async def test_a_stray_carriage_return_after_a_url_is_ignored(
+    cli: Runner, tmp_path: Path
+) -> None:
+    # `docker --env-file` with a file saved with Windows line ends keeps the \r.
+    env = clean_env(tmp_path, MODEL_BASE_URL="http://127.0.0.1:9/v1\r", MODEL_API_KEY="k")
+    code, out, err = await cli(["check"], env)
+    assert code == 1 and "Traceback" not in err, err
+    assert "(chat API at http://127.0.0.1:9/v1/): could not reach" in out
+
+
 async def test_bad_json_in_extra_body_is_named(cli: Runner, tmp_path: Path) -> None:
     code, _, err = await cli(["check"], clean_env(tmp_path, MODEL_EXTRA_BODY="{top_k: 40"))
     assert code == 2 and "MODEL_EXTRA_BODY" in err and "JSON" in err
