@@ -71,7 +71,7 @@ async def test_invalid_setting_exits_2_with_one_line_naming_it(cli: Runner, tmp_
 async def test_a_malformed_base_url_exits_2_naming_it_not_a_traceback(
     cli: Runner, tmp_path: Path, url: str, says: str
 ) -> None:
-    code, out, err = await cli(["check"], clean_env(tmp_path, MODEL_BASE_URL=url))
+    code, _, err = await cli(["check"], clean_env(tmp_path, MODEL_BASE_URL=url))
     assert code == 2 and "Traceback" not in err, err
     assert err.count("\n") == 1 and err.startswith("threadwise: invalid configuration: ")
     assert says in err

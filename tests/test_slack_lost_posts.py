@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from adapters.slack import lost_posts
 from adapters.slack.bot import web_client
 from adapters.slack.files import FileHostPolicy, SlackFileFetcher
 from adapters.slack.metrics import SlackMetrics
@@ -63,6 +64,7 @@ async def test_an_adopted_lost_stream_finished_with_the_text_it_started_with_is_
     ts = await port.post(key, "Yes.", reply_to=ask)
     await port.finish(key, ts, "Yes.")
     [msg] = slack_server.bot_replies(CHANNEL, key.root)
+    assert ("chat.startStream", DROP_AFTER) in slack_server.faults.answered
     assert msg.text == "Yes."
     assert not msg.streaming, "adopted message left in 'streaming' state"
 
@@ -77,6 +79,7 @@ async def test_one_5xx_on_stop_stream_does_not_leave_the_message_streaming(
     slack_server.faults.add(500, 1, methods={"chat.stopStream"})
     await port.finish(key, ts, "Hello world")
     [msg] = slack_server.bot_replies(CHANNEL, key.root)
+    assert ("chat.stopStream", 500) in slack_server.faults.answered
     assert msg.text == "Hello world"
     assert not msg.streaming, "one 5xx on stopStream left the reply 'streaming'"
 
@@ -91,6 +94,7 @@ async def test_one_5xx_on_append_stream_keeps_the_text_once(
     await port.edit(key, ts, "Hello world again")
     await port.finish(key, ts, "Hello world again.")
     [msg] = slack_server.bot_replies(CHANNEL, key.root)
+    assert ("chat.appendStream", 500) in slack_server.faults.answered
     assert msg.text == "Hello world again." and not msg.streaming
 
 
@@ -151,10 +155,12 @@ async def test_a_failed_post_does_not_adopt_the_reply_to_an_earlier_question(
 
 
 async def test_a_lost_post_in_a_busy_thread_is_not_posted_twice(
-    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """People keep talking in the thread while the model thinks: more than LOOKBACK (20)
-    messages lie between the question and the bot's lost post."""
+    """People keep talking in the thread while the model thinks: the lost post is three
+    pages of conversations.replies after the question (pages made small here)."""
+    monkeypatch.setattr(lost_posts, "PAGE", 10)
     model_server.reply("Hello!")
     model_server.reply(FIRST, ttft_s=1.0, tokens_per_s=40)
     async with slack_rig(slack_server, model_server, tmp_path) as rig:
