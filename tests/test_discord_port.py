@@ -169,3 +169,19 @@ async def test_reply_into_a_thread_opened_from_the_message_has_no_cross_channel_
     shown = discord_server.message(posted)
     assert shown["channel_id"] == str(thread.id) == said
     assert "message_reference" not in shown
+
+
+async def test_a_post_retried_with_its_nonce_gets_its_first_message_brought_up_to_date(
+    discord_server: DiscordServer, client: RecordingClient
+) -> None:
+    """The first try was created but its answer lost; the retry, with newer text and
+    the same nonce, gets that message back from Discord and edits it."""
+    port = DiscordPort(client, AttachmentIndex())
+    key = channel_key(discord_server)
+    discord_server.lose_post_answers("reset")
+    with pytest.raises(Exception):  # noqa: B017 - whatever aiohttp raises for a reset
+        await port.post(key, "Hello", nonce="n-1")
+    again = await port.post(key, "Hello world", nonce="n-1")
+    assert [m["id"] for m in discord_server.bot_messages(discord_server.channel_id())] == [again]
+    assert discord_server.message(again)["content"] == "Hello world"
+    assert [w.kind for w in discord_server.writes] == ["post", "post-deduped", "edit"]

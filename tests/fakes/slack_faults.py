@@ -36,11 +36,14 @@ class InjectedFaults:
         chosen = frozenset(methods) if methods is not None else None
         self.storms.append(_Storm(chosen, status, count, retry_after))
 
-    def take(self, method: str) -> web.Response | int | None:
+    def take(self, method: str, *, performed: bool = False) -> web.Response | int | None:
         """The answer to send instead of the Web API's, DROP to close the connection
         unanswered (the call is not performed), DROP_AFTER to perform it and then close
-        the connection unanswered, or None to answer normally."""
+        the connection unanswered, or None to answer normally. DROP_AFTER storms are
+        taken only with performed=True: once the call passed the rate limits and ran."""
         for storm in self.storms:
+            if (storm.status == DROP_AFTER) != performed:
+                continue
             if storm.remaining > 0 and (storm.methods is None or method in storm.methods):
                 storm.remaining -= 1
                 self.answered.append((method, storm.status))

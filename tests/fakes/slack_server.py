@@ -151,14 +151,15 @@ class SlackServer:
                 {"ok": False, "error": "ratelimited"}, status=429,
                 headers={**headers, "Retry-After": str(retry_after)},
             )
-        status = DROP_AFTER if injected == DROP_AFTER else 200
+        lost = self.faults.take(method, performed=True) == DROP_AFTER
+        status = DROP_AFTER if lost else 200
         try:
             answer = {"ok": True, **self.api.call(method, token, params)}
             self._record(method, params, request, status, None)
         except ApiError as exc:
             answer = {"ok": False, "error": exc.error}
             self._record(method, params, request, status, exc.error)
-        if injected == DROP_AFTER:  # carried out, but the answer never arrives
+        if lost:  # carried out, but the answer never arrives
             assert request.transport is not None
             request.transport.abort()
         return web.json_response(answer, headers=headers)
