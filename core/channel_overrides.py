@@ -16,6 +16,7 @@ name: names change and are not unique, ids are neither.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -107,6 +108,8 @@ def load_channel_overrides(path: str | None) -> ChannelOverrides:
     """The overrides in `path`, or none when it is unset. Raises OverridesError."""
     if not path:
         return ChannelOverrides()
+    # `THREADWISE_CONFIG=~/threadwise.toml` in a .env file reaches us unexpanded: no shell.
+    path = os.path.expanduser(path)
     where = f"THREADWISE_CONFIG ({path})"
     try:
         # utf-8-sig: Windows editors may start the file with a byte-order mark.

@@ -114,6 +114,35 @@ def test_a_path_that_cannot_be_read_is_named_not_raised(tmp_path: Path) -> None:
     assert str(caught.value) == f"THREADWISE_CONFIG ({path}): cannot be read (Not a directory)"
 
 
+def test_a_leading_tilde_means_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    written(tmp_path, '[slack.C0123ABCD]\nmodel = "openai/gpt-5.5"\n')
+    overrides = load_channel_overrides("~/threadwise.toml")
+    assert overrides.slack_channel("C0123ABCD").model == "openai/gpt-5.5"
+    assert overrides.source == str(tmp_path / "threadwise.toml")
+    with pytest.raises(OverridesError) as caught:  # a mistake names the expanded path
+        load_channel_overrides("~/missing.toml")
+    assert str(caught.value) == f"THREADWISE_CONFIG ({tmp_path / 'missing.toml'}): no such file"
+
+
+async def test_a_tilde_path_written_in_dot_env_is_read_from_home(
+    cli: Runner, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "threadwise.toml").write_text("[slack.C0SUPPORT]\nmodel = 'openai/gpt-5.5'\n",
+                                          encoding="utf-8")
+    (tmp_path / ".env").write_text("THREADWISE_CONFIG=~/threadwise.toml\n", encoding="utf-8")
+    env = clean_env(tmp_path, HOME=str(home), MODEL_API_KEY="k",
+                    MODEL_BASE_URL="http://127.0.0.1:9/v1")
+    env.pop("THREADWISE_CONFIG", None)
+    _, out, _ = await cli(["check"], env, cwd=tmp_path)
+    assert (f"[ok  ] channel overrides: 1 Slack and 0 Discord channel(s) from "
+            f"{home / 'threadwise.toml'}") in out, out
+
+
 async def test_the_bots_refuse_to_start_on_a_bad_file_and_check_reports_it(
     cli: Runner, tmp_path: Path
 ) -> None:
