@@ -25,7 +25,7 @@ from adapters.slack.summary import SHORTCUT_ID
 from core.types import ThreadKey
 from tests.fakes.fault_harness import CHANNEL, slack_rig
 from tests.fakes.model_server import FakeModelServer
-from tests.fakes.slack_faults import DROP_AFTER
+from tests.fakes.slack_faults import DROP, DROP_AFTER
 from tests.fakes.slack_harness import bot_settings
 from tests.fakes.slack_server import SlackServer
 from tests.fakes.slack_state import Message
@@ -247,6 +247,62 @@ async def test_a_lost_stream_is_not_confused_with_a_summary_posted_meanwhile(
     assert len(after) == 2 and not any(m.streaming for m in after), shown
     assert after[0].text.strip() == FIRST.strip() and after[0].ts == stored, shown
     assert after[1].text.startswith("🧵"), shown
+
+
+async def test_a_stream_slack_never_started_does_not_take_over_a_summary_notice(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    """As above, but the connection resets before Slack carries chat.startStream out
+    (DROP): no message was made. While the bot looks for one, someone runs "Summarize
+    thread": the "⏳ Summarizing…" notice is then the only bot message newer than the
+    question. It must not be taken for the lost answer: the answer is posted anew, and
+    the notice becomes the summary, untouched by the answer."""
+    model_server.reply("Hello!")
+    model_server.reply(FIRST, tokens_per_s=20)
+    model_server.respond_with(lambda body: "### Key points\n- People said hello [m1]")
+    async with slack_rig(slack_server, model_server, tmp_path) as rig:
+        root = await rig.ask("hi")
+        await rig.answered(root)
+        slack_server.cfg.delays["conversations.replies"] = 1.5
+        slack_server.faults.add(DROP, 1, methods={"chat.startStream"})
+        mark = len(slack_server.calls)
+        q = await rig.ask("question", thread_ts=root.ts)
+        await slack_server.wait_until(
+            lambda: ("chat.startStream", DROP) in slack_server.faults.answered)
+        # The bot is now looking for the stream in the thread (Slack is slow to answer).
+        await slack_server.message_shortcut(rig.bot.url, callback_id=SHORTCUT_ID,
+                                            channel=CHANNEL, ts=root.ts, user="U0CAROL")
+        await slack_server.wait_until(lambda: any(
+            m.text.startswith("⏳") for m in rig.replies(root)))
+        [notice] = [m for m in rig.replies(root) if m.text.startswith("⏳")]
+        await slack_server.wait_until(lambda: len(model_server.requests) >= 3, timeout_s=20)
+        await rig.bot.idle()
+        after = [m for m in rig.replies(root) if float(m.ts) > float(q.ts)]
+        history = await rig.history(root)
+    # The path this test is about: the bot's lookup for the stream read the thread
+    # once, after the notice was made, from before the notice.
+    since_q = slack_server.calls[mark:]
+    [made] = [c for c in since_q if c.method == "chat.postMessage"
+              and c.params.get("markdown_text") == "⏳ Summarizing…"]
+    [lookup] = [c for c in since_q if c.method == "conversations.replies"
+                and c.params.get("oldest") == q.ts]
+    assert lookup.at > made.at and float(lookup.params["oldest"]) < float(notice.ts)
+    shown = [(m.text.strip()[:40], m.streaming) for m in after]
+    stored = [m.platform_id for m in history if m.role == "assistant"][-1]
+    # Carol sees one summary (the notice, now finished); Alice one whole answer.
+    assert len(after) == 2 and not any(m.streaming for m in after), shown
+    summaries = [m for m in after if m.text.startswith("🧵")]
+    answers = [m for m in after if m.text.strip() == FIRST.strip()]
+    assert [m.ts for m in summaries] == [notice.ts], shown
+    assert "People said hello" in summaries[0].text
+    assert len(answers) == 1 and answers[0].ts == stored != notice.ts, shown
+    # Nothing but the summary ever wrote to the notice: no stream stopped on it, no answer.
+    on_notice = [c for c in slack_server.calls if c.params.get("ts") == notice.ts
+                 and c.method.startswith("chat.")]
+    assert {c.method for c in on_notice} == {"chat.update"}, [c.method for c in on_notice]
+    assert all(c.params["markdown_text"].startswith(("⏳", "🧵")) for c in on_notice)
+    posts = [c for c in since_q if c.method == "chat.postMessage" and c.status == 200]
+    assert len(posts) == 2  # the notice, then the answer: each once
 
 
 @pytest.mark.parametrize("where", ["thread", "channel"])
