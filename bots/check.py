@@ -102,7 +102,7 @@ def check_platform_settings(settings: Settings) -> list[CheckResult]:
     from adapters.slack.history import load_read_settings
 
     loaders: list[tuple[str, Callable[[], object], bool]] = [
-        ("slack settings", load_read_settings, settings.slack_bot_token is not None),
+        ("slack settings", load_read_settings, _slack_token_kind_ok(settings)),
         ("discord settings", load_discord_settings, settings.discord_token is not None),
     ]
     results = [check_overrides(settings)] if settings.threadwise_config else []
@@ -116,6 +116,16 @@ def check_platform_settings(settings: Settings) -> list[CheckResult]:
             if configured:
                 results.append(CheckResult(name, True, "valid"))
     return results
+
+
+def _slack_token_kind_ok(settings: Settings) -> bool:
+    """SLACK_BOT_TOKEN is set and looks like a bot token. One of the wrong kind gets its own
+    [FAIL] line (check_slack): "slack settings: valid" before it would read as if it were fine."""
+    if settings.slack_bot_token is None:
+        return False
+    from adapters.slack.bot import bot_token_problem
+
+    return bot_token_problem(settings.slack_bot_token.get_secret_value()) is None
 
 
 def check_overrides(settings: Settings) -> CheckResult:

@@ -7,7 +7,13 @@ import logging
 
 from slack_sdk.errors import SlackApiError
 
-from adapters.slack.bot import SlackBot, SlackStartupError, app_token_problem, web_client
+from adapters.slack.bot import (
+    SlackBot,
+    SlackStartupError,
+    app_token_problem,
+    bot_token_problem,
+    web_client,
+)
 from adapters.slack.history import load_read_settings
 from adapters.slack.manifest import BOT_SCOPES, manifest_yaml
 from bots.check import CheckResult
@@ -107,6 +113,10 @@ async def check_slack(settings: Settings) -> list[CheckResult]:
     problem = app_token_problem(app_token.get_secret_value()) if app_token is not None else None
     # Judged offline, so a swapped token is reported even when Slack cannot be reached.
     offline = [CheckResult("slack app token", False, problem)] if problem is not None else []
+    token = settings.slack_bot_token
+    bad_kind = bot_token_problem(token.get_secret_value()) if token is not None else None
+    if bad_kind is not None:  # clearly not a bot token: never send it to Slack
+        return [CheckResult("slack bot token", False, bad_kind), *offline]
     try:
         client = web_client(settings)
     except SlackStartupError as exc:

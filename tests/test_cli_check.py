@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tests.fakes.cli_runner import Runner, clean_env
 from tests.fakes.model_server import FakeModelServer
+from tests.fakes.slack_server import SlackServer
 
 
 async def test_check_needs_no_key_for_a_loopback_model_server(
@@ -68,3 +69,19 @@ async def test_a_conversation_that_meets_a_404_logs_the_same_hint_for_the_operat
     assert "does not know this model or endpoint (404)" in out  # the reader is told why
     [logged] = [line for line in err.splitlines() if "model failed" in line]
     assert logged.endswith("(does MODEL_BASE_URL end in /v1?)")
+
+
+async def test_check_fails_a_bot_token_of_the_wrong_kind_without_calling_it_fine_first(
+    cli: Runner, slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url,
+                    SLACK_API_URL=slack_server.api_url, SLACK_BOT_TOKEN="xoxp-1-2-3-userly",
+                    SLACK_SIGNING_SECRET=slack_server.signing_secret)
+    code, out, err = await cli(["check"], env)
+    assert code == 1, out + err
+    slack = [x for x in out.splitlines() if x.split("] ", 1)[-1].startswith("slack")]
+    assert slack[0] == ("[FAIL] slack bot token: SLACK_BOT_TOKEN holds a user token (xoxp-…): "
+                        "use the Bot User OAuth Token (xoxb-…) from OAuth & Permissions"), out
+    assert not any(x.startswith("[ok  ] slack") for x in slack), out  # nothing said it was fine
+    assert "xoxp-1-2-3-userly" not in out + err
+    assert slack_server.calls == [], "a token that is clearly not a bot token went to Slack"

@@ -71,7 +71,7 @@ async def test_a_bot_token_that_is_not_one_exits_2_before_slack_is_asked(
     line, err = await refused_at_start(cli, env, says)
     assert "OAuth & Permissions" in line and token not in err
     code, out, _ = await cli(["check"], env)
-    assert code == 1 and f"[FAIL] slack: {says}" in out and token not in out
+    assert code == 1 and f"[FAIL] slack bot token: {says}" in out and token not in out
     assert slack_server.calls_to("auth.test") == []  # judged without a round trip
 
 
