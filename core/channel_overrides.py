@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic_core import ErrorDetails
 
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 # Strict: TOML's `true` or "20000" is a mistake, not a quota of 1 or of 20,000.
@@ -147,23 +148,73 @@ def load_channel_overrides(path: str | None) -> ChannelOverrides:
 
 
 def _describe(exc: ValidationError) -> str:
-    """'[discord.123.modle]: unknown setting' — values are never echoed."""
-    problems = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in err.get("loc", ())]
-        if len(loc) == 2 and err.get("type") in ("model_type", "dict_type"):
-            # `[discord]\nmodel = …`: a setting outside any channel's section.
-            problems.append(
-                f"[{loc[0]}.{loc[1]}] is not a [{loc[0]}.<channel id>] section: put "
-                f"settings under a channel's own section, e.g. "
-                f"[{loc[0]}.{'C0123ABCD' if loc[0] == 'slack' else '112233445566778899'}]"
-            )
-        elif err.get("type") == "extra_forbidden":
-            known = _known(loc)
-            problems.append(f"[{'.'.join(loc)}] is not a setting here (known: {known})")
-        else:
-            problems.append(f"[{'.'.join(loc)}]: {err.get('msg', 'invalid')}")
-    return "; ".join(problems)
+    """'[discord.123.modle] is not a setting here …' — values are never echoed."""
+    return "; ".join(_problem(err) for err in exc.errors(include_input=False, include_url=False))
+
+
+# What to write for each setting, as an example an operator can copy.
+_EXAMPLE = {
+    "system_prompt": 'system_prompt = "You answer questions about our runbooks."',
+    "model": 'model = "openai/gpt-5.5"',
+    "allowed_roles": 'allowed_roles = ["Helpers"]',
+    "daily_token_quota": "daily_token_quota = 20000",
+}
+_SAMPLE_CHANNEL = {"slack": "C0123ABCD", "discord": "112233445566778899"}
+_SAMPLE_USER = {"slack": "U012AB3CD", "discord": "123456789012345678"}
+
+
+def _example(platform: str, setting: str) -> str:
+    if setting == "allowed_users":
+        return f'allowed_users = ["{_SAMPLE_USER.get(platform, "U012AB3CD")}"]'
+    return _EXAMPLE.get(setting, f"{setting} = …")
+
+
+def _problem(err: ErrorDetails) -> str:
+    """One pydantic error as the fix, naming the section and setting (never the value)."""
+    kind = err.get("type")
+    loc = [str(part) for part in err.get("loc", ())]
+    where = f"[{'.'.join(loc[:3])}]"
+    platform = loc[0] if loc else ""
+    sample = _SAMPLE_CHANNEL.get(platform, "C0123ABCD")
+    if kind == "extra_forbidden":
+        if len(loc) == 1:
+            return (f"[{loc[0]}] is not a setting here (known: {_known(loc)}): settings go "
+                    f"under a channel's own section, e.g. [slack.C0123ABCD]")
+        return f"{where} is not a setting here (known: {_known(loc)})"
+    if len(loc) == 1 and kind == "dict_type":
+        # `slack = "…"`: the platform's name used as a setting.
+        return (f"[{platform}] must hold sections, one per channel, e.g. [{platform}.{sample}] "
+                f"followed by its settings")
+    if len(loc) == 2 and kind in ("model_type", "dict_type"):
+        if platform in CHANNEL_ID and CHANNEL_ID[platform].fullmatch(loc[1]):
+            # `[slack]\nC0123ABCD = …` or `[[slack.C0123ABCD]]`: a channel, not a section.
+            return (f"[{platform}.{loc[1]}] must be a section: write [{platform}.{loc[1]}] "
+                    f"on a line of its own, its settings below it")
+        # `[discord]\nmodel = …`: a setting outside any channel's section.
+        return (f"{where} is not a [{platform}.<channel id>] section: put settings under "
+                f"a channel's own section, e.g. [{platform}.{sample}]")
+    if len(loc) >= 3:
+        setting = loc[2]
+        example = _example(platform, setting)
+        if setting in ("allowed_users", "allowed_roles"):
+            what = ("role ids or names" if setting == "allowed_roles"
+                    else "member ids" if platform == "slack" else "user ids")
+            if len(loc) == 3:  # `allowed_users = "U123"`: one id, not a list of them
+                return f"{where}: write a list of {what}, e.g. {example}"
+            item = f"{where}: item {int(loc[3]) + 1 if loc[3].isdigit() else loc[3]}"
+            if kind == "string_too_short":
+                return f"{item} is blank: write a list of {what}, e.g. {example}"
+            return f"{item} is not text: put each of the {what} in quotes, e.g. {example}"
+        if setting == "daily_token_quota":
+            if kind == "greater_than_equal":
+                return f"{where}: write 0 or more tokens (0 = no quota), e.g. {example}"
+            return f"{where}: write a whole number of tokens, without quotes, e.g. {example}"
+        if kind == "string_too_short":
+            return (f"{where} is blank: write some text, e.g. {example}, or leave the "
+                    f"setting out to use the environment's")
+        if kind == "string_type":
+            return f"{where}: write text in quotes, e.g. {example}"
+    return f"{where}: {err.get('msg', 'invalid')}"
 
 
 def _known(loc: list[str]) -> str:

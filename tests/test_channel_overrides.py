@@ -71,14 +71,16 @@ def test_a_thread_takes_its_own_settings_and_the_rest_from_its_parent_channel(
     ("[slack.general]\nmodel = 'm'\n",
      "[slack.general] is not a channel id such as C0123ABCD"),
     ("[discord.112233445566778899]\ndaily_token_quota = -1\n",
-     "[discord.112233445566778899.daily_token_quota]: Input should be greater than or "
-     "equal to 0"),
+     "[discord.112233445566778899.daily_token_quota]: write 0 or more tokens (0 = no "
+     "quota), e.g. daily_token_quota = 20000"),
     ("[discord.112233445566778899]\nsystem_prompt = '  '\n",
-     "[discord.112233445566778899.system_prompt]: String should have at least 1 character"),
+     "[discord.112233445566778899.system_prompt] is blank: write some text, e.g. "
+     "system_prompt = "),
     ("[teams.T1]\nmodel = 'm'\n", "[teams] is not a setting here (known: [slack.<channel id>]"),
     ("[slack.C0SUPPORT]\nmodel = \n", "not valid TOML: Invalid value (at line 2, column 9)"),
     ("[discord.112233445566778899]\ndaily_token_quota = true\n",
-     "[discord.112233445566778899.daily_token_quota]: Input should be a valid integer"),
+     "[discord.112233445566778899.daily_token_quota]: write a whole number of tokens, "
+     "without quotes, e.g. daily_token_quota = 20000"),
     ("[discord.112233445566778899]\nallowed_users = [\"alice\"]\n",
      "[discord.112233445566778899.allowed_users] holds 'alice', which is not a user id"),
     ("[discord.112233445566778899]\nallowed_users = [\"<@123456789012345678>\"]\n",
@@ -97,6 +99,59 @@ def test_a_mistake_in_the_file_is_named_with_where_it_is(
         load_channel_overrides(path)
     assert str(caught.value).startswith(f"THREADWISE_CONFIG ({path}): ")
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "problem", "value"), [
+    ('[slack.C0123ABCD]\nallowed_users = "U0SECRETISH"\n',
+     '[slack.C0123ABCD.allowed_users]: write a list of member ids, e.g. '
+     'allowed_users = ["U012AB3CD"]', "U0SECRETISH"),
+    ('[discord.112233445566778899]\nallowed_users = "998877665544332211"\n',
+     '[discord.112233445566778899.allowed_users]: write a list of user ids, e.g. '
+     'allowed_users = ["123456789012345678"]', "998877665544332211"),
+    ('[discord.112233445566778899]\nallowed_roles = "Moderators"\n',
+     '[discord.112233445566778899.allowed_roles]: write a list of role ids or names, e.g. '
+     'allowed_roles = ["Helpers"]', "Moderators"),
+    ("[slack.C0123ABCD]\nallowed_users = [31337]\n",
+     "[slack.C0123ABCD.allowed_users]: item 1 is not text: put each of the member ids in "
+     "quotes", "31337"),
+    ("[slack.C0123ABCD]\nallowed_users = ['U0SECRETISH', ' ']\n",
+     "[slack.C0123ABCD.allowed_users]: item 2 is blank", "U0SECRETISH"),
+    ('[discord.112233445566778899]\ndaily_token_quota = "31337"\n',
+     "[discord.112233445566778899.daily_token_quota]: write a whole number of tokens, "
+     "without quotes, e.g. daily_token_quota = 20000", "31337"),
+    ("[discord.112233445566778899]\ndaily_token_quota = 7.25\n",
+     "[discord.112233445566778899.daily_token_quota]: write a whole number of tokens",
+     "7.25"),
+    ("[slack.C0123ABCD]\nmodel = 31337\n",
+     '[slack.C0123ABCD.model]: write text in quotes, e.g. model = "openai/gpt-5.5"', "31337"),
+    ("[slack.C0123ABCD]\nsystem_prompt = ['be brief']\n",
+     "[slack.C0123ABCD.system_prompt]: write text in quotes, e.g. system_prompt = ",
+     "be brief"),
+    ("[slack.C0123ABCD]\nmodle = 'my-model'\n",
+     "[slack.C0123ABCD.modle] is not a setting here (known: system_prompt, model, "
+     "allowed_users)", "my-model"),
+    ("model = 'my-model'\n",
+     "[model] is not a setting here (known: [slack.<channel id>], [discord.<channel id>]): "
+     "settings go under a channel's own section", "my-model"),
+    ("slack = 'C0SECRETISH'\n",
+     "[slack] must hold sections, one per channel, e.g. [slack.C0123ABCD]", "C0SECRETISH"),
+    ("[slack]\nC0123ABCD = 'my-model'\n",
+     "[slack.C0123ABCD] must be a section: write [slack.C0123ABCD] on a line of its own",
+     "my-model"),
+])
+def test_a_wrong_kind_of_value_is_explained_in_plain_words_without_echoing_it(
+    tmp_path: Path, text: str, problem: str, value: str
+) -> None:
+    path = written(tmp_path, text)
+    with pytest.raises(OverridesError) as caught:
+        load_channel_overrides(path)
+    message = str(caught.value)
+    assert message.startswith(f"THREADWISE_CONFIG ({path}): ")
+    assert problem in message, message
+    for pydantic_wording in ("Input should", "should have at least", "valid tuple",
+                             "Extra inputs", "valid dictionary", "instance of"):
+        assert pydantic_wording not in message, message
+    assert value not in message, message  # what was written is never repeated
 
 
 def test_a_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
