@@ -90,6 +90,25 @@ def warn_unreachable(overrides: ChannelOverrides, slack_allowed: tuple[str, ...]
                     "leaves out: they never apply", ", ".join(outside))
 
 
+def _slack_missing(settings: Settings) -> tuple[str | None, list[str]]:
+    """Why SLACK_BOT_TOKEN is not a bot token (judged by its prefix alone, no network), and
+    which Slack variables are missing. Socket Mode (SLACK_APP_TOKEN set) needs no signing
+    secret; nor does an app-level token pasted into SLACK_BOT_TOKEN, whose fix is Socket Mode."""
+    token = settings.slack_bot_token
+    if token is None:
+        wrong, meant_socket = None, False
+    else:
+        from adapters.slack.bot import bot_token_problem
+
+        wrong = bot_token_problem(token.get_secret_value())
+        meant_socket = token.get_secret_value().startswith("xapp-")
+    missing = ["SLACK_BOT_TOKEN"] if token is None else []
+    socket_mode = settings.slack_app_token is not None or meant_socket
+    if not socket_mode and settings.slack_signing_secret is None:
+        missing.append("SLACK_SIGNING_SECRET")
+    return wrong, missing
+
+
 def require(settings: Settings, command: str) -> None:
     """Fail early, with the fix, when a command's required variables are missing."""
     missing: list[str] = []
@@ -100,10 +119,11 @@ def require(settings: Settings, command: str) -> None:
     ):
         missing.append("MODEL_API_KEY")
     if command == "slack":
-        if settings.slack_bot_token is None:
-            missing.append("SLACK_BOT_TOKEN")
-        if settings.slack_app_token is None and settings.slack_signing_secret is None:
-            missing.append("SLACK_SIGNING_SECRET")
+        wrong_token, slack_missing = _slack_missing(settings)
+        if wrong_token is not None:  # the more fundamental problem: name it first
+            also = missing + slack_missing
+            raise ConfigError(wrong_token + (f" (also missing: {', '.join(also)})" if also else ""))
+        missing.extend(slack_missing)
     if command == "discord" and settings.discord_token is None:
         missing.append("DISCORD_TOKEN")
     if not missing and command in ("chat", "slack", "discord", "summarize"):

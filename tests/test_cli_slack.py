@@ -120,3 +120,31 @@ async def test_a_normal_start_logs_no_sdk_warning_and_sigterm_stops_it(
     log_hygiene.check_output(err, "threadwise slack")
     assert code == 0 and "Slack bot ready" in err, err
     assert "WARNING" not in err and "will be unused" not in err, err
+
+
+@pytest.mark.parametrize(("bot_token", "app_token", "says"), [
+    # HTTP mode: the wrong token comes before the missing signing secret.
+    ("xoxp-1-2-3-abcdef", None,
+     "SLACK_BOT_TOKEN holds a user token (xoxp-…): use the Bot User OAuth Token (xoxb-…) "
+     "from OAuth & Permissions (also missing: SLACK_SIGNING_SECRET)"),
+    # The app-level token in the bot's slot: its fix is Socket Mode, which needs no secret.
+    ("app", None, "SLACK_BOT_TOKEN holds the app-level token (xapp-…): use the Bot User "
+                  "OAuth Token (xoxb-…) from OAuth & Permissions"),
+    # Socket Mode (SLACK_APP_TOKEN set): the signing secret is never missing.
+    ("hunter2-not-a-token", "app", "SLACK_BOT_TOKEN is not a bot token (xoxb-…): use the Bot "
+                                   "User OAuth Token (xoxb-…) from OAuth & Permissions"),
+])
+async def test_a_wrong_bot_token_is_named_before_a_missing_signing_secret(
+    cli: Runner, slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    bot_token: str, app_token: str | None, says: str,
+) -> None:
+    app = slack_server.cfg.app_token
+    env = slack_env(tmp_path, slack_server, model_server)  # no SLACK_SIGNING_SECRET
+    env["SLACK_BOT_TOKEN"] = app if bot_token == "app" else bot_token
+    if app_token is not None:
+        env["SLACK_APP_TOKEN"] = app
+    line, err = await refused_at_start(cli, env, says)
+    assert line == f"threadwise: {says}", err
+    assert slack_server.calls == []  # judged without a round trip
+    if bot_token == "app" or app_token is not None:
+        assert "SLACK_SIGNING_SECRET" not in err
