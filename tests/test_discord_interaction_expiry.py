@@ -97,3 +97,33 @@ async def test_an_ask_carried_on_in_the_channel_is_not_doubled_by_a_lost_post_an
              if w.channel_id == record.channel_id and w.kind.startswith("post")]
     # The lost post was tried again with its nonce, and Discord handed the message back.
     assert posts == ["post", "post-deduped"]
+
+
+async def test_an_ask_whose_first_channel_post_is_lost_after_the_token_died_shows_once(
+    discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice asks; the model is slow, the token runs out, and a moderator clears the
+    stuck "is thinking…" message. The answer then starts as a new message in the channel,
+    and Discord creates that message but its answer is lost (a reset). Alice must see
+    the whole answer once, not twice."""
+    server = discord_server
+    server.state.token_lifetime_s = 1.0
+    monkeypatch.setattr(interaction_port, "TOKEN_USABLE_S", 0.5)
+    answer = "Forty-two, because " + " ".join(f"reason{i}" for i in range(60)) + "."
+    model_server.reply(answer, ttft_s=1.5, tokens_per_s=200)
+    async with start_bot(server, model_server, tmp_path) as running:
+        record = await server.invoke_command("ask", {"prompt": "why forty-two?"})
+        await server.until(lambda: record.original_id is not None)
+        await server.moderator_deletes(record.original_id or "")
+        server.lose_post_answers("reset")  # the answer's first post: made, answer lost
+        await server.until(lambda: any(
+            str(m["content"]).strip() == answer for m in server.bot_messages(record.channel_id)),
+            wait_s=20)
+        await running.bot.drain(30)  # the turn ends (its retries included)
+        shown = [str(m["content"]) for m in server.bot_messages(record.channel_id)]
+    assert shown == [answer], shown  # one message, the whole answer
+    posts = [w.kind for w in server.writes
+             if w.channel_id == record.channel_id and w.kind.startswith("post")]
+    # Its lost first post was tried again with its nonce; Discord handed the message back.
+    assert posts == ["post", "post-deduped"], posts

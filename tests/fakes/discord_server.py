@@ -297,6 +297,16 @@ class DiscordServer:
         """The next `count` 429 answers lack the `Via` header (discord.py then raises)."""
         self.state.drop_via_next = count
 
+    async def moderator_deletes(self, message_id: str) -> None:
+        """Someone with Manage Messages deletes a message: gone for everyone (later edits
+        of it get 404 Unknown Message), and Discord sends MESSAGE_DELETE."""
+        message = self.state.messages.pop(message_id)
+        self.state.channels[message["channel_id"]].message_ids.remove(message_id)
+        deleted = {"id": message_id, "channel_id": message["channel_id"]}
+        if message.get("guild_id") is not None:
+            deleted["guild_id"] = message["guild_id"]
+        await self.gateway.dispatch("MESSAGE_DELETE", deleted)
+
     def lose_post_answers(self, *how: str) -> None:
         """The next posts are created, then their answers lost: "502" (a proxy error
         after the fact; discord.py retries it) or "reset" (the connection drops)."""
