@@ -65,6 +65,20 @@ def _innermost(exc: BaseException) -> str:
     return "" if inner is exc else " ".join(str(inner).split())[:300]
 
 
+def plain_reason(exc: BaseException, *secrets: str) -> str:
+    """Why a call failed, in the words of the error at the bottom of the chain (not the
+    exception's class name), with every secret in `secrets` redacted."""
+    detail = _innermost(exc) or " ".join(str(exc).split())[:300] or type(exc).__name__
+    return redact(detail, *secrets)
+
+
+def redact(text: str, *secrets: str) -> str:
+    for secret in secrets:
+        if len(secret) >= 6:  # as the log scrubber: shorter "keys" would mangle ordinary words
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 def explain(exc: ModelError, settings: Settings) -> str:
     """The reason plus the underlying error and a hint for the usual mistakes (no secrets)."""
     detail = exc.reason
@@ -76,9 +90,7 @@ def explain(exc: ModelError, settings: Settings) -> str:
     if hint:
         detail += f"; {hint}"
     key = settings.model_api_key.get_secret_value() if settings.model_api_key else ""
-    if len(key) >= 6:  # as the log scrubber: shorter "keys" would mangle ordinary words
-        detail = detail.replace(key, "[redacted]")
-    return detail
+    return redact(detail, key)
 
 
 async def check_store(settings: Settings) -> CheckResult:

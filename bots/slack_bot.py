@@ -16,7 +16,7 @@ from adapters.slack.bot import (
 )
 from adapters.slack.history import load_read_settings
 from adapters.slack.manifest import BOT_SCOPES, manifest_yaml
-from bots.check import CheckResult
+from bots.check import CheckResult, plain_reason
 from bots.compose import open_core
 from bots.config import ConfigError, load_overrides, validated, warn_unreachable
 from bots.stop_signals import stop_on_signals
@@ -106,6 +106,11 @@ async def _start_unless_stopped(bot: SlackBot, stop: asyncio.Event) -> bool:
     return True
 
 
+def _secrets(settings: Settings) -> list[str]:
+    tokens = (settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret)
+    return [t.get_secret_value() for t in tokens if t is not None]
+
+
 async def check_slack(settings: Settings) -> list[CheckResult]:
     """auth.test for the bot token, the granted scopes, and the app token in Socket Mode."""
     results: list[CheckResult] = []
@@ -127,9 +132,9 @@ async def check_slack(settings: Settings) -> list[CheckResult]:
         return [CheckResult("slack bot token", False,
                             f"auth.test failed: {exc.response.get('error')}"), *offline]
     except Exception as exc:
+        why = plain_reason(exc, *_secrets(settings))
         return [CheckResult("slack bot token", False,
-                            f"could not reach {settings.slack_api_url}: {type(exc).__name__}"),
-                *offline]
+                            f"could not reach {settings.slack_api_url}: {why}"), *offline]
     results.append(CheckResult(
         "slack bot token", True,
         f"bot {resp.get('user')} ({resp.get('user_id')}) "

@@ -85,3 +85,19 @@ async def test_check_fails_a_bot_token_of_the_wrong_kind_without_calling_it_fine
     assert not any(x.startswith("[ok  ] slack") for x in slack), out  # nothing said it was fine
     assert "xoxp-1-2-3-userly" not in out + err
     assert slack_server.calls == [], "a token that is clearly not a bot token went to Slack"
+
+
+async def test_check_says_in_plain_words_why_slack_could_not_be_reached(
+    cli: Runner, model_server: FakeModelServer, tmp_path: Path
+) -> None:
+    token = "xoxb-1-unreachable-secret"
+    env = clean_env(tmp_path, MODEL_BASE_URL=model_server.base_url, SLACK_BOT_TOKEN=token,
+                    SLACK_SIGNING_SECRET="signing-secret-42",
+                    SLACK_API_URL="http://127.0.0.1:9/api/")  # nothing listens there
+    code, out, err = await cli(["check"], env)
+    assert code == 1, out + err
+    [line] = [x for x in out.splitlines() if x.startswith("[FAIL] slack bot token")]
+    assert line.startswith("[FAIL] slack bot token: could not reach http://127.0.0.1:9/api/: ")
+    assert "Connect call failed ('127.0.0.1', 9)" in line or "refused" in line.lower(), line
+    assert "Error" not in line.removeprefix("[FAIL] slack bot token: could not reach"), line
+    assert token not in out + err and "signing-secret-42" not in out + err
