@@ -28,6 +28,7 @@ from adapters.health import HealthServer
 from bots.check import CheckResult
 from bots.compose import Core, open_core
 from bots.config import ConfigError, load_overrides, validated
+from bots.logging_setup import quiet_voice_warnings
 from bots.stop_signals import stop_on_signals
 from core.settings import Settings
 
@@ -184,6 +185,7 @@ async def running_discord(
     if discord_settings is None:
         discord_settings = _discord_settings()
     overrides = load_overrides(settings)
+    quiet_voice_warnings()  # discord.Client's start-up note about voice, which we never use
     async with open_core(settings, overrides) as core:
         bot = build_bot(
             settings=settings, discord_settings=discord_settings, service=core.service,

@@ -37,6 +37,27 @@ class SecretScrubber(logging.Filter):
         return True
 
 
+# What discord.py's Client logs at start-up when its optional voice libraries are missing.
+# Threadwise never joins a voice channel, so these only alarm operators.
+_VOICE_LIBRARY_MISSING = re.compile(r"(PyNaCl|davey) is not installed, voice will NOT be supported")
+
+
+class VoiceSupportWarnings(logging.Filter):
+    """Drops exactly discord.py's "PyNaCl/davey is not installed, voice will NOT be
+    supported" warnings; every other discord.py record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "discord.client"
+                    and _VOICE_LIBRARY_MISSING.fullmatch(record.getMessage()))
+
+
+def quiet_voice_warnings() -> None:
+    """Install VoiceSupportWarnings on the discord.client logger (once)."""
+    logger = logging.getLogger("discord.client")
+    if not any(isinstance(f, VoiceSupportWarnings) for f in logger.filters):
+        logger.addFilter(VoiceSupportWarnings())
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {

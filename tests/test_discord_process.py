@@ -5,6 +5,8 @@ channel shows."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import logging
 import signal
 import sqlite3
 import sys
@@ -16,7 +18,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from bots.logging_setup import VoiceSupportWarnings
 from tests.fakes.bot_processes import ROOT, BotProcess, Fleet, clean_env
+from tests.fakes.discord_payloads import FakeUser, Json, application_payload
 from tests.fakes.discord_server import DiscordServer
 from tests.fakes.known_secrets import MODEL_API_KEY
 from tests.fakes.log_capture import LogHygiene
@@ -78,6 +82,57 @@ def stored_replies(db: Path) -> list[tuple[str, str]]:
             "SELECT status, text FROM messages WHERE role = 'assistant' ORDER BY id"
         ).fetchall()
     return [(str(status), str(text)) for status, text in rows]
+
+
+NO_VOICE = "is not installed, voice will NOT be supported"  # discord.py, without PyNaCl/davey
+ENDPOINT_SET = "Application has an interaction endpoint URL set"
+
+
+async def test_the_start_up_log_has_no_voice_support_warning_but_keeps_discord_warnings(
+    fleet: Fleet, discord_server: DiscordServer, model_server: FakeModelServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Threadwise never joins voice, so discord.py's "PyNaCl/davey is not installed"
+    warnings are left out; a warning that matters, from the same logger, still shows."""
+    for library in ("nacl", "davey"):  # else discord.py would not warn, and this proves nothing
+        with pytest.raises(ImportError):
+            importlib.import_module(library)
+
+    def with_endpoint(app_id: str, owner: FakeUser) -> Json:
+        # A real misconfiguration discord.py warns about at login (discord.client).
+        return {**application_payload(app_id, owner),
+                "interactions_endpoint_url": "https://x.invalid/i"}
+
+    # The emulator runs in this process: its REST API answers with the patched payload.
+    monkeypatch.setattr("tests.fakes.discord_rest.application_payload", with_endpoint)
+    env = discord_env(discord_server, model_server, tmp_path / "threadwise.db")
+    [bot] = await fleet.start({**env, "LOG_LEVEL": "INFO"})
+    general = discord_server.channel_id()
+    await discord_server.user_says(general, "hello")
+    await discord_server.until(lambda: bool(discord_server.bot_messages(general)))
+    bot.proc.send_signal(signal.SIGTERM)
+    assert await exit_code(bot) == 0, bot.log()[-3000:]
+
+    log = bot.log()
+    assert "PyNaCl" not in log and "davey" not in log and NO_VOICE not in log, log[-3000:]
+    assert f"WARNING discord.client: {ENDPOINT_SET}" in log, log[-3000:]
+
+
+def discord_client_record(message: str, level: int = logging.WARNING,
+                          name: str = "discord.client") -> logging.LogRecord:
+    return logging.LogRecord(name, level, "client.py", 1, message, None, None)
+
+
+def test_the_voice_filter_drops_only_the_two_voice_library_warnings() -> None:
+    keep = VoiceSupportWarnings().filter
+    assert not keep(discord_client_record("PyNaCl is not installed, voice will NOT be supported"))
+    assert not keep(discord_client_record("davey is not installed, voice will NOT be supported"))
+    assert keep(discord_client_record(ENDPOINT_SET + ", this means registered components …"))
+    assert keep(discord_client_record("Shard ID None heartbeat blocked for more than 10 seconds."))
+    assert keep(discord_client_record("PyNaCl is not installed, voice will NOT be supported "
+                                      "(and something else went wrong)"))
+    assert keep(discord_client_record("PyNaCl is not installed, voice will NOT be supported",
+                                      name="discord.gateway"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
