@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from bots.config import ConfigError, load_overrides, validated
@@ -27,6 +29,19 @@ def _line(result: CheckResult) -> str:
     return f"[{mark}] {result.name}: {result.detail}"
 
 
+@contextlib.contextmanager
+def _model_failures_unlogged() -> Iterator[None]:
+    """check prints a failed model call as its [FAIL] line, with more detail than the
+    client's own warning; logging it as well would show the same failure twice."""
+    client_log = logging.getLogger("core.model.client")
+    level = client_log.level
+    client_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        client_log.setLevel(level)
+
+
 async def check_model(settings: Settings) -> CheckResult:
     name = f"model {settings.model_name} ({settings.model_api} API at {settings.model_base_url})"
     if settings.model_api_key is None and not is_loopback_url(settings.model_base_url):
@@ -42,9 +57,10 @@ async def check_model(settings: Settings) -> CheckResult:
     )
     try:
         got = ""
-        async for event in client.stream(request):
-            if isinstance(event, TextDelta):
-                got += event.text
+        with _model_failures_unlogged():
+            async for event in client.stream(request):
+                if isinstance(event, TextDelta):
+                    got += event.text
         took = time.monotonic() - started
         return CheckResult(name, True, f"answered in {took:.1f} s ({got.strip()[:20]!r})")
     except ModelError as exc:

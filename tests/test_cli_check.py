@@ -26,6 +26,7 @@ async def check_model_line(cli: Runner, tmp_path: Path, base_url: str) -> str:
     assert code == 1, out + err
     [line] = [x for x in out.splitlines() if x.startswith("[FAIL] model")]
     assert "sk-checksecret123456789" not in out + err
+    assert "model call failed" not in err, "the failure is shown once, as its [FAIL] line"
     return line
 
 
