@@ -239,8 +239,13 @@ async def test_a_process_killed_mid_reply_leaves_a_marked_reply_and_others_carry
         assert answer.text.startswith("echo: ") and "hello?" in answer.text
         [after] = [s for s in model.spans if "hello?" in json.dumps(s.body)]
         assert "word0 word1" in json.dumps(after.body), "the next turn saw the cut reply"
-        rows = await db.fetch("SELECT status FROM messages WHERE role = 'assistant' ORDER BY id")
-        assert [r["status"] for r in rows] == ["partial", "partial", "complete"]
+        # The sweep saves 'partial' just after its Slack write, which the test saw.
+        deadline = time.monotonic() + 10
+        while [r["status"] for r in await db.fetch(
+            "SELECT status FROM messages WHERE role = 'assistant' ORDER BY id"
+        )] != ["partial", "partial", "complete"]:
+            assert time.monotonic() < deadline, "the orphans were not saved as partial"
+            await asyncio.sleep(0.05)
     finally:
         await db.close()
     assert (await until_turns(bots[1:], answered=1)).get("answered") == 1
