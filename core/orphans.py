@@ -33,30 +33,30 @@ NOT_ANSWERED = "⚠️ _I restarted before I could answer this. Please ask again
 TAKE_WAIT_S = 0.3
 
 
-async def keep_unanswered(store: Store, question: NewMessage, lease_token: str) -> None:
-    """For a turn cut off before it stored anything (files still downloading): store the
-    question (without them) and an empty 'streaming' reply row, which the next start
-    finds and answers with NOT_ANSWERED. Call only under the thread's lease."""
+async def open_turn(
+    store: Store, question: NewMessage, lease_token: str
+) -> tuple[StoredMessage, StoredMessage]:
+    """Store the question and its empty 'streaming' reply row, before anything slow (a
+    file download, the model). A process killed from then on leaves a reply row that
+    the next start finds and answers with NOT_ANSWERED, so the question is never lost.
+    Call only under the thread's lease."""
 
-    async def keep() -> None:
+    async def both() -> tuple[StoredMessage, StoredMessage]:
         user = await store.append(question, lease_token=lease_token)
-        await store.append(NewMessage(
+        reply = await store.append(NewMessage(
             key=question.key, role="assistant", author_id="threadwise",
             author_name="threadwise", text="", parent_id=user.id, status="streaming",
         ), lease_token=lease_token)
+        return user, reply
 
-    # A second cancel must not leave the question without its reply row, nor let the
-    # lease go before both rows are in.
-    kept = asyncio.ensure_future(keep())
+    # A shutdown's cancel must not leave the question without its reply row, nor let
+    # the lease go before both rows are in.
+    opening = asyncio.ensure_future(both())
     try:
-        await asyncio.shield(kept)
+        return await asyncio.shield(opening)
     except asyncio.CancelledError:
-        await asyncio.wait([kept])
-        if not kept.cancelled() and (exc := kept.exception()) is not None:
-            log.warning("could not keep the question cut off in %s: %s", question.key, exc)
+        await asyncio.wait([opening])
         raise
-    except Exception as exc:
-        log.warning("could not keep the question cut off in %s: %s", question.key, exc)
 
 
 async def finalise_orphans(store: Store, key: ThreadKey, port: ChatPort) -> int:

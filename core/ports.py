@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from core.types import (
     FileRef,
     Media,
+    MediaRef,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -130,6 +131,7 @@ class HistoryStore(Protocol):
         status: MessageStatus | None = None,
         platform_id: str | None = None,
         tools: tuple[ToolExchange, ...] | None = None,
+        media: tuple[MediaRef, ...] | None = None,
         lease_token: str | None = None,
     ) -> None:
         """Change a stored message; with a lease token, raise StaleLease (and change

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.context import assemble
 from core.ingest import ingest
@@ -24,7 +24,7 @@ from core.model.types import (
     ToolRound,
     UsageReport,
 )
-from core.orphans import OrphanSweeper, finalise_orphans, keep_unanswered
+from core.orphans import OrphanSweeper, finalise_orphans, open_turn
 from core.pacing import WriteBudgets
 from core.ports import ChatPort, Lease, StaleLease, Store
 from core.reply_notes import failure_marker, finish_note, note_unsaved, plain_reason
@@ -35,7 +35,6 @@ from core.streaming import ReplyStreamer
 from core.tokens import Tokenizer
 from core.types import (
     Inbound,
-    MediaRef,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -159,42 +158,34 @@ class ConversationService:
         started = time.monotonic()
         history = await self.store.load_thread(key)
         chain = _chain(history, await self._parent(key, inbound.reply_to, history))
+        indicator = StatusIndicator(port, key)
+        # Alongside the downloads and the model's first token, not before them.
+        indicator.show(THINKING)
         try:
+            user, reply = await open_turn(self.store, _question(inbound, chain), lease.token)
             refs, media, notes = await ingest(
                 inbound, port, self.store, self.settings, self.media_limits
             )
-        except asyncio.CancelledError:  # shut down mid-download: the restart tells them
-            await keep_unanswered(self.store, _question(inbound, chain, ()), lease.token)
-            raise
-        user = await self.store.append(_question(inbound, chain, refs), lease_token=lease.token)
-        for msg in chain:
-            for ref in msg.media:
-                if ref.sha256 not in media and (m := await self.store.get_media(ref.sha256)):
-                    media[ref.sha256] = m
-        assembled = assemble(
-            instructions=self.settings.system_prompt,
-            history=chain,
-            newest=user,
-            media=media,
-            tokenizer=self.tokenizer,
-            budget_tokens=self.settings.context_tokens,
-            reserve_output_tokens=self.settings.model_max_completion_tokens or 8192,
-            image_detail=self.settings.model_image_detail,
-            cache_key=_cache_key(key),
-            turn_context=_turn_context(inbound),
-        )
-        notes.extend(assembled.notes)
-        reply = await self.store.append(
-            NewMessage(
-                key=key, role="assistant", author_id="threadwise", author_name="threadwise",
-                text="", parent_id=user.id, status="streaming",
-            ),
-            lease_token=lease.token,
-        )
-
-        indicator = StatusIndicator(port, key)
-        indicator.show(THINKING)  # alongside the model's first token, not before it
-        try:
+            if refs:
+                await self.store.update(user.id, media=refs, lease_token=lease.token)
+                user = replace(user, media=refs)
+            for msg in chain:
+                for ref in msg.media:
+                    if ref.sha256 not in media and (m := await self.store.get_media(ref.sha256)):
+                        media[ref.sha256] = m
+            assembled = assemble(
+                instructions=self.settings.system_prompt,
+                history=chain,
+                newest=user,
+                media=media,
+                tokenizer=self.tokenizer,
+                budget_tokens=self.settings.context_tokens,
+                reserve_output_tokens=self.settings.model_max_completion_tokens or 8192,
+                image_detail=self.settings.model_image_detail,
+                cache_key=_cache_key(key),
+                turn_context=_turn_context(inbound),
+            )
+            notes.extend(assembled.notes)
             return await self._answer(
                 inbound, port, assembled.request, reply.id, lease, notes, indicator,
                 started,
@@ -334,13 +325,12 @@ class ConversationService:
             log.error("could not even report a failure in %s: %s", inbound.key, exc)
 
 
-def _question(
-    inbound: Inbound, chain: Sequence[StoredMessage], refs: tuple[MediaRef, ...]
-) -> NewMessage:
+def _question(inbound: Inbound, chain: Sequence[StoredMessage]) -> NewMessage:
+    """Stored without its files, which are added once fetched."""
     return NewMessage(
         key=inbound.key, role="user", author_id=inbound.author_id,
         author_name=inbound.author_name, text=inbound.text, platform_id=inbound.message_id,
-        parent_id=chain[-1].id if chain else None, media=refs,
+        parent_id=chain[-1].id if chain else None,
     )
 
 

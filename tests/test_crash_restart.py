@@ -179,3 +179,37 @@ async def test_kill_9_before_the_first_word_then_restart_asks_the_user_to_ask_ag
     assert slack.status(CHANNEL, post.ts) == ""  # "is thinking…" is gone
     assert stored(db) == [("user", "complete", "a deep question"), ("assistant", "failed", "")]
     assert len(model_server.requests) == 1  # nothing was asked twice
+
+
+async def test_kill_9_while_a_file_downloads_then_restart_asks_the_user_to_ask_again(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene,
+) -> None:
+    slack = slack_server
+    db = tmp_path / "threadwise.db"
+    env = process_env(slack, model_server, db, free_port())
+    env["THREADWISE_ORPHAN_SWEEP_S"] = "0.2"  # nobody writes in the thread again
+    url = f"http://127.0.0.1:{env['PORT']}"
+    scan = slack.host_file("scan.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png",
+                           stall_s=60)  # a slow file host
+
+    async with threadwise_slack(env, log_hygiene, "the first threadwise slack") as first:
+        post = slack.user_post(CHANNEL, "U0ALICE", f"{slack.mention} what is in this?",
+                               files=[scan])
+        await deliver(slack, url, post)
+        await slack.wait_until(lambda: bool(slack.files.requests))  # downloading...
+        await slack.wait_until(lambda: slack.status(CHANNEL, post.ts) != "")  # waiting shown
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+    assert slack.bot_replies(CHANNEL, post.ts) == []
+
+    async with threadwise_slack(env, log_hygiene, "the restarted threadwise slack"):
+        await slack.wait_until(lambda: bool(slack.bot_replies(CHANNEL, post.ts)))
+        await slack.wait_until(lambda: stored(db)[-1][1] != "streaming")
+
+    [notice] = slack.bot_replies(CHANNEL, post.ts)
+    assert notice.text == NOT_ANSWERED and not notice.streaming
+    assert slack.status(CHANNEL, post.ts) == ""  # "is thinking…" is gone
+    # The question is in the history (without the file it never got), not lost.
+    assert stored(db) == [("user", "complete", "what is in this?"), ("assistant", "failed", "")]
+    assert model_server.requests == []

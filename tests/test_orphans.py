@@ -228,26 +228,26 @@ async def test_a_question_cut_off_while_its_files_download_is_kept_and_told_to_a
     assert model_server.requests == []
 
 
-async def test_a_second_cancel_while_the_question_is_being_kept_still_gets_the_notice(
+async def test_a_cancel_just_as_the_question_is_stored_still_leaves_its_reply_row(
     model_server: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(model_server, tmp_path / "t.db", THREADWISE_LEASE_TTL_S=TTL_S)
-    port = MemoryPort(fetch_delay_s=60)
+    port = MemoryPort()
     async with open_core(settings) as first:
         talk = Conversation(first, port, model_server)
         append = first.store.append
-        turn = asyncio.create_task(talk.say("what is in this?", files={"scan.png": b"x" * 10}))
+        turn: asyncio.Task[object] | None = None
 
-        async def cancelled_again(message: NewMessage, **kw: Any) -> StoredMessage:
+        async def cancelled_meanwhile(message: NewMessage, **kw: Any) -> StoredMessage:
             row = await append(message, **kw)
-            if message.role == "user":
-                turn.cancel()  # a second SIGTERM, just as the question row lands
+            if message.role == "user" and turn is not None:
+                turn.cancel()  # SIGTERM, just as the question row lands
             return row
 
-        await asyncio.wait_for(port.fetching.wait(), 10)
-        monkeypatch.setattr(first.store, "append", cancelled_again)
-        turn.cancel()
+        monkeypatch.setattr(first.store, "append", cancelled_meanwhile)
+        turn = asyncio.create_task(talk.say("what is in this?", files={"scan.png": b"x" * 10}))
         await asyncio.gather(turn, return_exceptions=True)
+        assert turn.cancelled()
         history = await first.store.load_thread(talk.key)
 
     async with open_core(settings) as restarted:
@@ -256,6 +256,7 @@ async def test_a_second_cancel_while_the_question_is_being_kept_still_gets_the_n
     assert [(m.role, m.status) for m in history] == [("user", "complete"),
                                                      ("assistant", "streaming")]
     assert [w.text for w in port.writes if w.kind == "post"] == [NOT_ANSWERED]
+    assert model_server.requests == []
 
 
 async def test_a_reply_cut_short_by_a_shutdown_keeps_all_it_showed_after_the_restart(

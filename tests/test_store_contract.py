@@ -456,6 +456,16 @@ async def test_update_records_tool_exchanges_on_a_reply(store: HistoryStore) -> 
     assert loaded.tools == (exchange,) and loaded.text == "It is noon."
 
 
+async def test_update_adds_the_files_fetched_after_the_question_was_stored(
+    store: HistoryStore,
+) -> None:
+    key = ThreadKey("t", "s", "c", "files")
+    question = await store.append(NewMessage(key, "user", "u1", "Ada", "what is this?"))
+    scan = (MediaRef("c" * 64, "image", "scan ✓.png"),)
+    await store.update(question.id, media=scan)
+    (loaded,) = await store.load_thread(key)
+    assert loaded.media == scan and loaded.text == "what is this?"
+
 async def test_orphan_candidates_are_old_streaming_replies_of_one_platform(
     store: AnyStore,
 ) -> None:

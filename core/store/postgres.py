@@ -28,6 +28,7 @@ from core.store.lease import HeldLease, LeaseWaiters, hold_lease
 from core.store.postgres_schema import BOOTSTRAP, MIGRATION_LOCK_ID, MIGRATIONS
 from core.types import (
     Media,
+    MediaRef,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -232,6 +233,7 @@ class PostgresStore:
         status: MessageStatus | None = None,
         platform_id: str | None = None,
         tools: tuple[ToolExchange, ...] | None = None,
+        media: tuple[MediaRef, ...] | None = None,
         lease_token: str | None = None,
     ) -> None:
         changes = {
@@ -239,6 +241,7 @@ class PostgresStore:
             "status": status,
             "platform_id": platform_id,
             "tools": None if tools is None else encode_tools(tools),
+            "media": None if media is None else encode_media(media),
         }
         sets = {column: value for column, value in changes.items() if value is not None}
         if not sets:

@@ -36,6 +36,7 @@ from core.store.sqlite_errors import checked_location, explain, is_busy
 from core.store.sqlite_schema import MIGRATIONS
 from core.types import (
     Media,
+    MediaRef,
     MessageStatus,
     NewMessage,
     StoredMessage,
@@ -267,6 +268,7 @@ class SQLiteStore:
         status: MessageStatus | None = None,
         platform_id: str | None = None,
         tools: tuple[ToolExchange, ...] | None = None,
+        media: tuple[MediaRef, ...] | None = None,
         lease_token: str | None = None,
     ) -> None:
         changes = {
@@ -274,6 +276,7 @@ class SQLiteStore:
             "status": status,
             "platform_id": platform_id,
             "tools": None if tools is None else encode_tools(tools),
+            "media": None if media is None else encode_media(media),
         }
         sets = {column: value for column, value in changes.items() if value is not None}
         if not sets:

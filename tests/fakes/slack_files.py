@@ -6,6 +6,8 @@ the files:read scope; otherwise it answers HTTP 200 with an HTML sign-in page.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass, field
 
@@ -30,6 +32,7 @@ class HostedFile:
     name: str
     data: bytes
     mimetype: str
+    stall_s: float = 0.0  # a slow file host: the download waits this long to start
 
 
 @dataclass
@@ -42,6 +45,8 @@ class FileHost:
     redirects: dict[str, str] = field(default_factory=dict)
     requests: list[FileRequest] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Set at shutdown, so a stalled download does not hold the server's cleanup.
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -49,8 +54,8 @@ class FileHost:
             web.get("/redirect/{rid}", self._redirect),
         ]
 
-    def add(self, name: str, data: bytes, mimetype: str) -> HostedFile:
-        hosted = HostedFile(f"F{next(self._ids):08d}", name, data, mimetype)
+    def add(self, name: str, data: bytes, mimetype: str, stall_s: float = 0.0) -> HostedFile:
+        hosted = HostedFile(f"F{next(self._ids):08d}", name, data, mimetype, stall_s)
         self.files[hosted.id] = hosted
         return hosted
 
@@ -72,6 +77,9 @@ class FileHost:
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         if hosted is None:
             return web.Response(status=404, text="file not found")
+        if hosted.stall_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), hosted.stall_s)
         return web.Response(body=hosted.data, content_type=hosted.mimetype)
 
     async def _redirect(self, request: web.Request) -> web.StreamResponse:

@@ -100,6 +100,7 @@ class SlackServer:
         await self.foreign.start()
 
     async def close(self) -> None:
+        self.files.closing.set()
         await self.socket.close()
         await self.foreign.close()
         if self._runner is not None:
@@ -298,8 +299,10 @@ class SlackServer:
             "url_private": url, "url_private_download": url,
         }
 
-    def host_file(self, name: str, data: bytes, mimetype: str) -> dict[str, Any]:
-        hosted = self.files.add(name, data, mimetype)
+    def host_file(
+        self, name: str, data: bytes, mimetype: str, *, stall_s: float = 0.0
+    ) -> dict[str, Any]:
+        hosted = self.files.add(name, data, mimetype, stall_s)
         url = f"{self.base_url}/files/{hosted.id}/{name}"
         obj = self._file_object(hosted.id, name, mimetype, len(data), url)
         self.api.file_objects[hosted.id] = obj
