@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from bots.config import ConfigError, load_overrides, validated
+from bots.config import ConfigError, load_overrides, unreachable_sections, validated
 from core.model import build_model_client
 from core.model.errors import operator_hint
 from core.model.types import ModelError, ModelMessage, ModelRequest, TextDelta, TextPart
@@ -133,7 +133,7 @@ def check_platform_settings(settings: Settings) -> list[CheckResult]:
         ("slack settings", load_read_settings, _slack_token_kind_ok(settings)),
         ("discord settings", load_discord_settings, settings.discord_token is not None),
     ]
-    results = [check_overrides(settings)] if settings.threadwise_config else []
+    results = []
     for name, load, configured in loaders:
         try:
             validated(load)
@@ -156,31 +156,31 @@ def _slack_token_kind_ok(settings: Settings) -> bool:
     return bot_token_problem(settings.slack_bot_token.get_secret_value()) is None
 
 
-def check_overrides(settings: Settings) -> CheckResult:
-    """THREADWISE_CONFIG: readable, valid, and how many channels it tailors."""
+async def check_overrides(settings: Settings) -> list[CheckResult]:
+    """THREADWISE_CONFIG: readable, valid, how many channels it tailors, and the same tiny
+    request for every other model it names."""
+    name = "channel overrides"
     try:
         overrides = load_overrides(settings)
     except ConfigError as exc:
-        problem = str(exc).removeprefix("invalid configuration: ")
-        return CheckResult("channel overrides", False, problem)
+        return [CheckResult(name, False, str(exc).removeprefix("invalid configuration: "))]
     counts = f"{len(overrides.slack)} Slack and {len(overrides.discord)} Discord channel(s)"
-    return CheckResult("channel overrides", True, f"{counts} from {overrides.source}")
-
-
-async def check_file_models(settings: Settings) -> list[CheckResult]:
-    """The same tiny request for every other model THREADWISE_CONFIG names."""
-    try:
-        overrides = load_overrides(settings)
-    except ConfigError:
-        return []  # check_overrides reports it
+    detail = f"{counts} from {overrides.source}"
+    # A warning, as at start: such a section is harmless, only pointless.
+    if unreachable := unreachable_sections(overrides, settings.slack_allowed_channels):
+        detail += f"; warning: {unreachable}"
+    results = [CheckResult(name, True, detail)]
     models = dict.fromkeys([*overrides.models("slack"), *overrides.models("discord")])
     models.pop(settings.model_name, None)
-    return [await check_model(settings.model_copy(update={"model_name": m})) for m in models]
+    for model in models:
+        results.append(await check_model(settings.model_copy(update={"model_name": model})))
+    return results
 
 
 async def run_checks(settings: Settings) -> int:
     results = [await check_store(settings), await check_model(settings)]
-    results.extend(await check_file_models(settings))
+    if settings.threadwise_config:
+        results.extend(await check_overrides(settings))
     results.extend(check_platform_settings(settings))
     if settings.slack_bot_token is not None:
         from bots.slack_bot import check_slack

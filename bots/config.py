@@ -81,13 +81,21 @@ def load_overrides(settings: Settings) -> ChannelOverrides:
         raise ConfigError(f"invalid configuration: {exc}") from None
 
 
-def warn_unreachable(overrides: ChannelOverrides, slack_allowed: tuple[str, ...]) -> None:
-    """A Slack section for a channel SLACK_ALLOWED_CHANNELS leaves out never applies: say
-    so at start. (Discord sections may name threads, whose parent the allow-list names.)"""
+def unreachable_sections(overrides: ChannelOverrides, slack_allowed: tuple[str, ...]) -> str:
+    """Why some Slack sections never apply ("" when all may): SLACK_ALLOWED_CHANNELS
+    leaves their channels out. (Discord sections may name threads, whose parent the
+    allow-list names, so they are not judged.)"""
     outside = sorted(set(overrides.slack) - set(slack_allowed)) if slack_allowed else []
-    if outside:
-        log.warning("THREADWISE_CONFIG has sections for %s, which SLACK_ALLOWED_CHANNELS "
-                    "leaves out: they never apply", ", ".join(outside))
+    if not outside:
+        return ""
+    return (f"THREADWISE_CONFIG has sections for {', '.join(outside)}, which "
+            "SLACK_ALLOWED_CHANNELS leaves out: they never apply")
+
+
+def warn_unreachable(overrides: ChannelOverrides, slack_allowed: tuple[str, ...]) -> None:
+    """Say at start that some sections never apply (see unreachable_sections)."""
+    if problem := unreachable_sections(overrides, slack_allowed):
+        log.warning("%s", problem)
 
 
 def _slack_missing(settings: Settings) -> tuple[str | None, list[str]]:

@@ -226,6 +226,20 @@ async def test_the_bots_refuse_to_start_on_a_bad_file_and_check_reports_it(
     assert "[FAIL] model openai/gpt-5.5 (chat API at http://127.0.0.1:9/v1/)" in out
 
 
+async def test_check_warns_of_a_section_the_allow_list_leaves_out(
+    cli: Runner, tmp_path: Path
+) -> None:
+    config = written(tmp_path, "[slack.C0SUPPORT]\nmodel = 'openai/gpt-5.5'\n"
+                               "[slack.C0GENERAL]\nsystem_prompt = 'Be brief.'\n")
+    env = clean_env(tmp_path, MODEL_API_KEY="k", MODEL_BASE_URL="http://127.0.0.1:9/v1",
+                    THREADWISE_CONFIG=config, SLACK_ALLOWED_CHANNELS="C0GENERAL")
+    _, out, _ = await cli(["check"], env)
+    [line] = [ln for ln in out.splitlines() if "channel overrides" in ln]
+    assert line == (f"[ok  ] channel overrides: 2 Slack and 0 Discord channel(s) from {config}; "
+                    "warning: THREADWISE_CONFIG has sections for C0SUPPORT, which "
+                    "SLACK_ALLOWED_CHANNELS leaves out: they never apply")
+
+
 # --- Slack ---------------------------------------------------------------------------
 
 async def test_a_404_for_a_channels_model_names_that_model_for_the_operator(
