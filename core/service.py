@@ -163,38 +163,50 @@ class ConversationService:
         indicator.show(THINKING)
         try:
             user, reply = await open_turn(self.store, _question(inbound, chain), lease.token)
-            refs, media, notes = await ingest(
-                inbound, port, self.store, self.settings, self.media_limits
-            )
-            if refs:
-                await self.store.update(user.id, media=refs, lease_token=lease.token)
-                user = replace(user, media=refs)
-            for msg in chain:
-                for ref in msg.media:
-                    if ref.sha256 not in media and (m := await self.store.get_media(ref.sha256)):
-                        media[ref.sha256] = m
-            assembled = assemble(
-                instructions=self.settings.system_prompt,
-                history=chain,
-                newest=user,
-                media=media,
-                tokenizer=self.tokenizer,
-                budget_tokens=self.settings.context_tokens,
-                reserve_output_tokens=self.settings.model_max_completion_tokens or 8192,
-                image_detail=self.settings.model_image_detail,
-                cache_key=_cache_key(key),
-                turn_context=_turn_context(inbound),
-            )
-            notes.extend(assembled.notes)
+            try:
+                request, notes = await self._prepare(inbound, port, chain, user, lease)
+            except Exception:
+                # handle() shows the failure; the reply row must not stay 'streaming', or
+                # the next turn would take it for a restart's orphan and say so too.
+                await _give_up(self.store, reply.id, lease.token)
+                raise
             return await self._answer(
-                inbound, port, assembled.request, reply.id, lease, notes, indicator,
-                started,
+                inbound, port, request, reply.id, lease, notes, indicator, started,
             )
         except asyncio.CancelledError:
             indicator.cancel()
             raise
         finally:
             await indicator.landed()  # nothing may clear it before it is set
+
+    async def _prepare(
+        self, inbound: Inbound, port: ChatPort, chain: Sequence[StoredMessage],
+        user: StoredMessage, lease: Lease,
+    ) -> tuple[ModelRequest, list[str]]:
+        """Fetch the question's files, add them to it, and assemble the model request."""
+        refs, media, notes = await ingest(
+            inbound, port, self.store, self.settings, self.media_limits
+        )
+        if refs:
+            await self.store.update(user.id, media=refs, lease_token=lease.token)
+            user = replace(user, media=refs)
+        for msg in chain:
+            for ref in msg.media:
+                if ref.sha256 not in media and (m := await self.store.get_media(ref.sha256)):
+                    media[ref.sha256] = m
+        assembled = assemble(
+            instructions=self.settings.system_prompt,
+            history=chain,
+            newest=user,
+            media=media,
+            tokenizer=self.tokenizer,
+            budget_tokens=self.settings.context_tokens,
+            reserve_output_tokens=self.settings.model_max_completion_tokens or 8192,
+            image_detail=self.settings.model_image_detail,
+            cache_key=_cache_key(inbound.key),
+            turn_context=_turn_context(inbound),
+        )
+        return assembled.request, [*notes, *assembled.notes]
 
     async def _answer(
         self, inbound: Inbound, port: ChatPort, request: ModelRequest, reply_id: int,
@@ -332,6 +344,13 @@ def _question(inbound: Inbound, chain: Sequence[StoredMessage]) -> NewMessage:
         author_name=inbound.author_name, text=inbound.text, platform_id=inbound.message_id,
         parent_id=chain[-1].id if chain else None,
     )
+
+
+async def _give_up(store: Store, reply_id: int, lease_token: str) -> None:
+    try:
+        await store.update(reply_id, status="failed", lease_token=lease_token)
+    except Exception as exc:  # e.g. the database that failed the turn
+        log.warning("could not mark reply %s failed: %s", reply_id, plain_reason(exc))
 
 
 def thread_lease(key: ThreadKey) -> str:

@@ -219,3 +219,27 @@ async def test_a_follow_up_sent_while_the_first_question_is_still_being_read_is_
     assert "It is red." in second
     assert list(conversation.port.messages.values()) == ["A small square photo.", "It is red."]
     assert any("what is this?" in t for t in seen_texts(conversation.model.requests[1].body))
+
+
+async def test_a_turn_that_fails_while_reading_files_is_not_later_called_a_restart(
+    conversation: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = conversation.core.store
+
+    async def locked(media: object) -> None:
+        raise StoreUnavailable("the database is locked")
+
+    monkeypatch.setattr(store, "put_media", locked)
+    failed = await conversation.say("what is this?", files={"photo.jpg": jpeg(64, 64)})
+    assert "⚠️" in failed and "database" in failed, failed
+    assert conversation.model.requests == []
+
+    monkeypatch.undo()
+    conversation.model.reply("Ask me anything.")
+    # The next turn finds no orphan: nothing says the bot restarted.
+    assert await conversation.say("are you there?") == "Ask me anything."
+    history = await store.load_thread(conversation.key)
+    assert [(m.role, m.status, m.text) for m in history] == [
+        ("user", "complete", "what is this?"), ("assistant", "failed", ""),
+        ("user", "complete", "are you there?"), ("assistant", "complete", "Ask me anything."),
+    ]
