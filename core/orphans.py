@@ -24,6 +24,7 @@ from core.ports import ChatPort, Store
 from core.splitting import split_all
 from core.status import best_effort
 from core.types import NewMessage, StoredMessage, ThreadKey
+from core.unsaved import UnsavedReplies
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,21 @@ async def open_turn(
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
         await asyncio.wait([opening])
+        if not opening.cancelled() and (exc := opening.exception()) is not None:
+            log.warning("could not store the question in %s: %s", question.key, exc)
         raise
 
 
-async def finalise_orphans(store: Store, key: ThreadKey, port: ChatPort) -> int:
-    """Mark this thread's 'streaming' replies interrupted; call only under its lease."""
+async def finalise_orphans(
+    store: Store, key: ThreadKey, port: ChatPort, unsaved: UnsavedReplies | None = None
+) -> int:
+    """Mark this thread's 'streaming' replies interrupted; call only under its lease.
+    Those in `unsaved` ended in this process and only get the row they should have."""
     orphans = await store.streaming_messages(key)
     for orphan in orphans:
+        if unsaved is not None and orphan.id in unsaved:
+            await unsaved.settle(store, orphan.id)
+            continue
         log.warning("finalising orphaned reply %s in %s", orphan.id, key)
         if not orphan.platform_id:
             await _tell_unanswered(store, key, port, orphan)
@@ -109,9 +118,10 @@ class OrphanSweeper:
 
     def __init__(
         self, store: Store, *, lease_name: Callable[[ThreadKey], str], lease_ttl_s: float,
-        every_s: float,
+        every_s: float, unsaved: UnsavedReplies | None = None,
     ) -> None:
         self._store = store
+        self._unsaved = unsaved
         self._lease_name = lease_name
         self._ttl_s = lease_ttl_s
         self._every_s = every_s
@@ -137,7 +147,7 @@ class OrphanSweeper:
                         )
                 except TimeoutError:
                     continue  # a live turn holds the thread and finalises orphans itself
-                finalised += await finalise_orphans(self._store, key, port)
+                finalised += await finalise_orphans(self._store, key, port, self._unsaved)
         return finalised
 
     async def run(

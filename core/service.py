@@ -42,6 +42,7 @@ from core.types import (
     ToolExchange,
     Usage,
 )
+from core.unsaved import FinalState, UnsavedReplies
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,10 @@ class ConversationService:
         self.tokenizer = tokenizer or Tokenizer()
         self.budgets = budgets or WriteBudgets()
         self.media_limits = MediaLimits(max_input_bytes=settings.max_file_bytes)
+        self.unsaved = UnsavedReplies()
         self.orphans = OrphanSweeper(
             store, lease_name=thread_lease, lease_ttl_s=settings.lease_ttl_s,
-            every_s=settings.orphan_sweep_s,
+            every_s=settings.orphan_sweep_s, unsaved=self.unsaved,
         )
 
     # -- public API used by adapters ------------------------------------------------
@@ -104,7 +106,7 @@ class ConversationService:
                 self.metrics.turns.labels(key.platform, "duplicate").inc()
                 return TurnOutcome("duplicate")
             async with self.store.lease(thread_lease(key), self.settings.lease_ttl_s) as lease:
-                await finalise_orphans(self.store, key, port)
+                await finalise_orphans(self.store, key, port, self.unsaved)
                 outcome = await self._turn(inbound, port, lease)
         except asyncio.CancelledError:
             raise
@@ -165,10 +167,16 @@ class ConversationService:
             user, reply = await open_turn(self.store, _question(inbound, chain), lease.token)
             try:
                 request, notes = await self._prepare(inbound, port, chain, user, lease)
+            except StaleLease:
+                # Stalled past the lease while reading files: the thread's new holder has
+                # told the user already (its orphan notice), so say nothing more.
+                log.warning("stopped the turn in %s: this process lost the thread's lease "
+                            "while reading its files", key)
+                return TurnOutcome("superseded")
             except Exception:
                 # handle() shows the failure; the reply row must not stay 'streaming', or
                 # the next turn would take it for a restart's orphan and say so too.
-                await _give_up(self.store, reply.id, lease.token)
+                await self._give_up(reply.id, lease.token)
                 raise
             return await self._answer(
                 inbound, port, request, reply.id, lease, notes, indicator, started,
@@ -207,6 +215,16 @@ class ConversationService:
             turn_context=_turn_context(inbound),
         )
         return assembled.request, [*notes, *assembled.notes]
+
+    async def _give_up(self, reply_id: int, lease_token: str) -> None:
+        try:
+            await self.store.update(reply_id, status="failed", lease_token=lease_token)
+        except StaleLease:
+            pass  # the thread's new holder finalises it
+        except Exception as exc:  # e.g. the database that failed the turn
+            log.warning("could not mark reply %s failed (%s); will when the database is "
+                        "back", reply_id, plain_reason(exc))
+            self.unsaved.keep(reply_id, FinalState("failed"))
 
     async def _answer(
         self, inbound: Inbound, port: ChatPort, request: ModelRequest, reply_id: int,
@@ -247,8 +265,10 @@ class ConversationService:
             status = "partial" if ids else "failed"
             if not ids:
                 await indicator.clear()  # nothing was posted to replace it
+        saved = False
         try:
             await record.save(model_text, status, ids, tools)
+            saved = True
             await self.store.record_usage(
                 key, inbound.author_id, self.model.model, usage, time.time()
             )
@@ -258,6 +278,9 @@ class ConversationService:
             # The answer is already on screen: say there that it was not saved, rather
             # than post a second "couldn't answer" reply that contradicts it.
             log.exception("could not save the reply in %s", key)
+            if not saved:  # its row is saved later, not taken for a restart's orphan
+                self.unsaved.keep(reply_id, FinalState(status, model_text, tuple(ids),
+                                                       tuple(tools)))
             await best_effort(note_unsaved(port, key, streamer, plain_reason(exc)))
             return TurnOutcome("failed", ids, usage, notes)
         if tools:
@@ -344,13 +367,6 @@ def _question(inbound: Inbound, chain: Sequence[StoredMessage]) -> NewMessage:
         author_name=inbound.author_name, text=inbound.text, platform_id=inbound.message_id,
         parent_id=chain[-1].id if chain else None,
     )
-
-
-async def _give_up(store: Store, reply_id: int, lease_token: str) -> None:
-    try:
-        await store.update(reply_id, status="failed", lease_token=lease_token)
-    except Exception as exc:  # e.g. the database that failed the turn
-        log.warning("could not mark reply %s failed: %s", reply_id, plain_reason(exc))
 
 
 def thread_lease(key: ThreadKey) -> str:

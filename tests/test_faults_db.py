@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.orphans import INTERRUPTED
 from core.store import SQLiteStore
 from tests.fakes import known_secrets
 from tests.fakes.fault_harness import SlackRig, slack_rig
@@ -116,8 +117,24 @@ async def test_a_long_lock_at_the_end_of_a_reply_is_noted_in_it_not_in_a_second_
             "\n\n⚠️ _I couldn't save this reply, so I may not remember it later: the database "
             "is busy (another process is writing to it); please try again in a moment_")
         history = await rig.history(post)
-    assert [m.role for m in history] == ["user", "assistant"]
-    assert answer.startswith(history[1].text)  # what was saved before the lock
+        assert [m.role for m in history] == ["user", "assistant"]
+        assert answer.startswith(history[1].text)  # what was saved before the lock
+
+        # Once the database is back, the next message finds the reply's row still
+        # 'streaming' (its save was refused). This process knows how it ended: it saves
+        # it whole rather than marking it "interrupted (the bot restarted)".
+        model_server.reply("You're welcome.")
+        thanks = await rig.ask("thanks!", thread_ts=post.ts)
+        await slack_server.wait_until(lambda: len(rig.replies(thanks)) == 2)
+        await rig.answered(thanks)
+        assert rig.replies(thanks)[0].text == reply.text  # left as the user saw it
+        assert INTERRUPTED not in str([m.text for m in rig.replies(thanks)])
+        history = await rig.history(thanks)
+    assert [(m.role, m.status) for m in history] == [
+        ("user", "complete"), ("assistant", "complete"), ("user", "complete"),
+        ("assistant", "complete")]
+    assert history[1].text == answer  # the whole answer, saved late
+    assert answer.strip() in str(model_server.requests[-1].body["messages"])
 
 
 async def test_a_database_that_turned_read_only_is_named_as_such(

@@ -16,7 +16,9 @@ from bots.compose import Core, open_core
 from core.orphans import INTERRUPTED, NOT_ANSWERED, OrphanSweeper
 from core.service import thread_lease
 from core.store import SQLiteStore
-from core.types import NewMessage, StoredMessage, ThreadKey
+from core.store.errors import StoreUnavailable
+from core.types import FileRef, NewMessage, StoredMessage, ThreadKey
+from tests.fakes.bad_files import jpeg
 from tests.fakes.chat_port import Conversation, MemoryPort, settings_for
 from tests.fakes.model_server import FakeModelServer
 
@@ -280,3 +282,67 @@ async def test_a_reply_cut_short_by_a_shutdown_keeps_all_it_showed_after_the_res
 
     assert port.messages[reply].startswith(shown.rstrip())  # nothing the user read is lost
     assert port.messages[reply].endswith(INTERRUPTED)
+
+
+class OutageAfterDownload(MemoryPort):
+    """The database goes away just as a download ends (e.g. a PostgreSQL failover)."""
+
+    db_down = False
+
+    async def fetch_file(self, ref: FileRef, *, max_bytes: int) -> bytes:
+        data = await super().fetch_file(ref, max_bytes=max_bytes)
+        self.db_down = True
+        return data
+
+
+async def test_a_database_outage_while_reading_files_is_not_later_called_a_restart(
+    core: Core, model_server: FakeModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = OutageAfterDownload()
+    store = core.store
+    for name in ("put_media", "update"):
+        working = getattr(store, name)
+
+        async def while_down(*args: Any, _working: Any = working, **kw: Any) -> Any:
+            if port.db_down:
+                raise StoreUnavailable("could not connect to the database")
+            return await _working(*args, **kw)
+
+        monkeypatch.setattr(store, name, while_down)
+    talk = Conversation(core, port, model_server)
+    failed = await talk.say("what is this?", files={"photo.jpg": jpeg(64, 64)})
+    assert failed.startswith("⚠️ Sorry, I couldn't answer: the bot's database is unavailable")
+    port.db_down = False  # back a moment later
+
+    await asyncio.sleep(TTL_S + 0.05)
+    await core.service.orphans.sweep(port, platform="memory")  # no restart happened
+    history = await store.load_thread(talk.key)
+    assert [w.text for w in port.writes if w.kind == "post"] == [failed]  # nothing more
+    assert [(m.role, m.status) for m in history] == [("user", "complete"),
+                                                     ("assistant", "failed")]
+
+
+async def test_a_turn_taken_over_while_reading_files_leaves_the_telling_to_the_new_holder(
+    model_server: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(model_server, tmp_path / "t.db", THREADWISE_LEASE_TTL_S=TTL_S)
+    port = MemoryPort(fetch_delay_s=1.5)  # a slow file host
+    async with open_core(settings) as a, open_core(settings) as b:
+        first = asyncio.create_task(Conversation(a, port, model_server).say(
+            "what is in this?", files={"photo.jpg": jpeg(64, 64)}))
+        await asyncio.wait_for(port.fetching.wait(), 10)
+
+        async def cut_off(*args: object, **kw: object) -> bool:
+            raise StoreUnavailable("could not connect to the database")
+
+        monkeypatch.setattr(a.store, "renew_lease", cut_off)  # A cannot renew: it stalls
+        await asyncio.sleep(TTL_S + 0.1)
+        model_server.reply("Hello!")
+        # Another process takes the thread over for a follow-up, and tells the user.
+        second = await Conversation(b, port, model_server).say("hello?", message_id="u2")
+        await first
+
+    assert second.endswith("Hello!")
+    # B's notice is the only one: A, waking with the file, posts nothing.
+    assert [w.text for w in port.writes if w.kind == "post"] == [NOT_ANSWERED, "Hello!"]
+    assert len(model_server.requests) == 1  # A never asked the model

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 # releases wake them at once through LeaseWaiters.
 MIN_POLL_S = 0.02
 MAX_POLL_S = 0.1
+# A release the database refused (locked, briefly unreachable) is retried this often,
+# doubling up to the maximum, until the lease would have expired anyway.
+RELEASE_RETRY_S = 0.25
+MAX_RELEASE_RETRY_S = 4.0
 
 
 class LeaseRows(Protocol):
@@ -64,6 +68,17 @@ class LeaseWaiters:
     def __init__(self) -> None:
         self._changed = asyncio.Condition()
         self.generation = 0  # bumped on every local release; waiters compare it
+        self._retries: set[asyncio.Task[None]] = set()  # releases the database refused
+
+    def retry(self, task: asyncio.Task[None]) -> None:
+        """Hold a background release retry until it ends (the loop keeps only weak refs)."""
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    def close(self) -> None:
+        """The store is closing: stop retrying (the rows expire by themselves)."""
+        for task in self._retries:
+            task.cancel()
 
     async def wait(self, seen_generation: int, timeout_s: float) -> None:
         async with self._changed:
@@ -143,7 +158,7 @@ async def hold_lease(
         except asyncio.CancelledError:
             # The take may still land after we stop waiting for it; free it again
             # rather than block the thread for a whole TTL.
-            await asyncio.shield(_release(rows, waiters, name, token))
+            await asyncio.shield(_release(rows, waiters, name, token, ttl_s))
             raise
         if acquired:
             break
@@ -158,7 +173,7 @@ async def hold_lease(
         if renewer is not None:
             renewer.cancel()
         # Shielded: a cancelled turn must still free its thread for the next one.
-        await asyncio.shield(_release(rows, waiters, name, token))
+        await asyncio.shield(_release(rows, waiters, name, token, ttl_s))
         if renewer is not None:
             await asyncio.wait([renewer])
 
@@ -173,10 +188,34 @@ async def _keep_renewed(lease: HeldLease) -> None:
             log.warning("could not renew lease %s; will retry", lease.name, exc_info=True)
 
 
-async def _release(rows: LeaseRows, waiters: LeaseWaiters, name: str, token: str) -> None:
+async def _release(
+    rows: LeaseRows, waiters: LeaseWaiters, name: str, token: str, ttl_s: float
+) -> None:
     try:
         await rows.release_lease(name, token)
-    except Exception:  # the row expires by itself; do not hide the turn's own outcome
-        log.warning("could not release lease %s; it will expire", name, exc_info=True)
+    except Exception:  # do not hide the turn's own outcome
+        log.warning("could not release lease %s; trying again in the background",
+                    name, exc_info=True)
+        # Else the thread's next message waits out the whole TTL after a short lock.
+        waiters.retry(asyncio.create_task(_release_later(rows, waiters, name, token, ttl_s)))
     finally:
         await waiters.released()
+
+
+async def _release_later(
+    rows: LeaseRows, waiters: LeaseWaiters, name: str, token: str, ttl_s: float
+) -> None:
+    """Retry a refused release until it lands or the lease would have expired anyway."""
+    deadline = time.monotonic() + ttl_s
+    delay = RELEASE_RETRY_S
+    while time.monotonic() + delay < deadline:
+        await asyncio.sleep(delay)
+        try:
+            await rows.release_lease(name, token)
+        except Exception as exc:
+            log.debug("release of lease %s refused again: %s", name, exc)
+            delay = min(delay * 2, MAX_RELEASE_RETRY_S)
+            continue
+        log.info("released lease %s on a later try", name)
+        await waiters.released()
+        return

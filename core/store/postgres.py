@@ -393,6 +393,7 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        self._waiters.close()
         await self._pool.close()
 
 

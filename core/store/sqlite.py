@@ -434,6 +434,7 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        self._waiters.close()
         async with self._lock:
             await self._db.close()
 
