@@ -16,6 +16,7 @@ status is re-read under it, so an orphan is finalised once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -56,7 +57,9 @@ async def open_turn(
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
-        await asyncio.wait([opening])
+        while not opening.done():  # a second cancel (SIGTERM twice) waits all the same
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([opening])
         if not opening.cancelled() and (exc := opening.exception()) is not None:
             log.warning("could not store the question in %s: %s", question.key, exc)
         raise

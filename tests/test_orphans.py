@@ -230,7 +230,7 @@ async def test_a_question_cut_off_while_its_files_download_is_kept_and_told_to_a
     assert model_server.requests == []
 
 
-async def test_a_cancel_just_as_the_question_is_stored_still_leaves_its_reply_row(
+async def test_cancels_just_as_the_question_is_stored_still_leave_its_reply_row(
     model_server: FakeModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(model_server, tmp_path / "t.db", THREADWISE_LEASE_TTL_S=TTL_S)
@@ -241,8 +241,13 @@ async def test_a_cancel_just_as_the_question_is_stored_still_leaves_its_reply_ro
         turn: asyncio.Task[object] | None = None
 
         async def cancelled_meanwhile(message: NewMessage, **kw: Any) -> StoredMessage:
+            assert turn is not None
+            if message.role == "assistant":
+                await asyncio.sleep(0.02)  # the turn is waiting for this row...
+                turn.cancel()  # ...when a second SIGTERM comes
+                await asyncio.sleep(0.05)
             row = await append(message, **kw)
-            if message.role == "user" and turn is not None:
+            if message.role == "user":
                 turn.cancel()  # SIGTERM, just as the question row lands
             return row
 
