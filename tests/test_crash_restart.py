@@ -16,9 +16,10 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -151,32 +152,43 @@ async def test_kill_9_mid_reply_then_restart_finalises_the_orphan_and_the_thread
     assert len(model_server.requests) == 2  # nothing was asked twice
 
 
-async def test_kill_9_before_the_first_word_then_restart_asks_the_user_to_ask_again(
-    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
-    log_hygiene: LogHygiene,
-) -> None:
-    slack = slack_server
-    db = tmp_path / "threadwise.db"
-    env = process_env(slack, model_server, db, free_port())
+async def killed_while_busy_then_restarted(
+    slack: SlackServer, model: FakeModelServer, db: Path, hygiene: LogHygiene, text: str,
+    busy: Callable[[], bool], files: list[dict[str, Any]] | None = None,
+) -> Post:
+    """Ask, kill -9 `threadwise slack` once busy() holds (before any word of the
+    answer), restart it and wait until the orphan sweep has dealt with the question."""
+    env = process_env(slack, model, db, free_port())
     env["THREADWISE_ORPHAN_SWEEP_S"] = "0.2"  # nobody writes in the thread again
     url = f"http://127.0.0.1:{env['PORT']}"
-    model_server.reply("A slow, thoughtful answer.", ttft_s=30)
-
-    async with threadwise_slack(env, log_hygiene, "the first threadwise slack") as first:
-        post = slack.user_post(CHANNEL, "U0ALICE", f"{slack.mention} a deep question")
+    async with threadwise_slack(env, hygiene, "the first threadwise slack") as first:
+        post = slack.user_post(CHANNEL, "U0ALICE", f"{slack.mention} {text}", files=files)
         await deliver(slack, url, post)
-        await slack.wait_until(lambda: len(model_server.requests) == 1)  # thinking...
+        await slack.wait_until(busy)
+        await slack.wait_until(lambda: slack.status(CHANNEL, post.ts) != "")  # waiting shown
         first.send_signal(signal.SIGKILL)
         await first.wait()
     assert slack.bot_replies(CHANNEL, post.ts) == []  # Slack got its ack: no redelivery
 
-    async with threadwise_slack(env, log_hygiene, "the restarted threadwise slack"):
+    async with threadwise_slack(env, hygiene, "the restarted threadwise slack"):
         await slack.wait_until(lambda: bool(slack.bot_replies(CHANNEL, post.ts)))
         await slack.wait_until(lambda: stored(db)[-1][1] != "streaming")
-
     [notice] = slack.bot_replies(CHANNEL, post.ts)
     assert notice.text == NOT_ANSWERED and not notice.streaming
     assert slack.status(CHANNEL, post.ts) == ""  # "is thinking…" is gone
+    return post
+
+
+async def test_kill_9_before_the_first_word_then_restart_asks_the_user_to_ask_again(
+    slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
+    log_hygiene: LogHygiene,
+) -> None:
+    db = tmp_path / "threadwise.db"
+    model_server.reply("A slow, thoughtful answer.", ttft_s=30)
+    await killed_while_busy_then_restarted(
+        slack_server, model_server, db, log_hygiene, "a deep question",
+        busy=lambda: len(model_server.requests) == 1,  # the model is thinking...
+    )
     assert stored(db) == [("user", "complete", "a deep question"), ("assistant", "failed", "")]
     assert len(model_server.requests) == 1  # nothing was asked twice
 
@@ -185,31 +197,13 @@ async def test_kill_9_while_a_file_downloads_then_restart_asks_the_user_to_ask_a
     slack_server: SlackServer, model_server: FakeModelServer, tmp_path: Path,
     log_hygiene: LogHygiene,
 ) -> None:
-    slack = slack_server
     db = tmp_path / "threadwise.db"
-    env = process_env(slack, model_server, db, free_port())
-    env["THREADWISE_ORPHAN_SWEEP_S"] = "0.2"  # nobody writes in the thread again
-    url = f"http://127.0.0.1:{env['PORT']}"
-    scan = slack.host_file("scan.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png",
-                           stall_s=60)  # a slow file host
-
-    async with threadwise_slack(env, log_hygiene, "the first threadwise slack") as first:
-        post = slack.user_post(CHANNEL, "U0ALICE", f"{slack.mention} what is in this?",
-                               files=[scan])
-        await deliver(slack, url, post)
-        await slack.wait_until(lambda: bool(slack.files.requests))  # downloading...
-        await slack.wait_until(lambda: slack.status(CHANNEL, post.ts) != "")  # waiting shown
-        first.send_signal(signal.SIGKILL)
-        await first.wait()
-    assert slack.bot_replies(CHANNEL, post.ts) == []
-
-    async with threadwise_slack(env, log_hygiene, "the restarted threadwise slack"):
-        await slack.wait_until(lambda: bool(slack.bot_replies(CHANNEL, post.ts)))
-        await slack.wait_until(lambda: stored(db)[-1][1] != "streaming")
-
-    [notice] = slack.bot_replies(CHANNEL, post.ts)
-    assert notice.text == NOT_ANSWERED and not notice.streaming
-    assert slack.status(CHANNEL, post.ts) == ""  # "is thinking…" is gone
+    scan = slack_server.host_file("scan.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+                                  "image/png", stall_s=60)  # a slow file host
+    await killed_while_busy_then_restarted(
+        slack_server, model_server, db, log_hygiene, "what is in this?", files=[scan],
+        busy=lambda: bool(slack_server.files.requests),  # downloading...
+    )
     # The question is in the history (without the file it never got), not lost.
     assert stored(db) == [("user", "complete", "what is in this?"), ("assistant", "failed", "")]
     assert model_server.requests == []
