@@ -1,8 +1,9 @@
 """One ConversationService per (model, system prompt) in use.
 
 Channel overrides and Discord's /model answer with their own model and instructions.
-All services share the store, write budgets, metrics and tokenizer, so limits and
-history stay common. Each model has one client, shared by its system prompts.
+All services share the store, write budgets, metrics, tokenizer and the replies
+awaiting a save, so limits and history stay common (one orphan sweep serves all).
+Each model has one client, shared by its system prompts.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class ConversationServices:
             service = ConversationService(
                 settings=tailored, store=self.base.store, model=client,
                 metrics=self.base.metrics, tokenizer=self.base.tokenizer,
-                budgets=self.base.budgets,
+                budgets=self.base.budgets, unsaved=self.base.unsaved,
             )
             self._services[(model, system_prompt)] = service
         return service

@@ -75,6 +75,8 @@ class ReplyRecord:
         Raises StaleLease if the thread was taken over meanwhile."""
         for attempt in range(1, SAVE_ATTEMPTS + 1):
             try:
+                # The parts before the status: a row no longer 'streaming' is final.
+                await self._add_parts(ids)
                 await self._update(
                     text=text, status=status, platform_id=ids[0] if ids else None,
                     tools=tuple(tools) if tools else None,
@@ -85,7 +87,6 @@ class ReplyRecord:
                     raise
                 log.warning("saving a reply failed (attempt %d): %s", attempt, exc.reason)
                 await asyncio.sleep(0.5 * attempt)
-        await self._add_parts(ids)
 
     async def _update(
         self, *, text: str | None = None, status: MessageStatus | None = None,
@@ -100,5 +101,5 @@ class ReplyRecord:
         """Continuation messages (a reply split over several platform messages)."""
         for extra in ids[1:]:
             if extra not in self._saved_ids:
-                self._saved_ids.add(extra)
                 await self._store.add_platform_id(self._id, extra)
+                self._saved_ids.add(extra)  # only once stored: a refusal is tried again

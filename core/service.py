@@ -70,6 +70,7 @@ class ConversationService:
         metrics: Metrics | None = None,
         tokenizer: Tokenizer | None = None,
         budgets: WriteBudgets | None = None,
+        unsaved: UnsavedReplies | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -78,7 +79,7 @@ class ConversationService:
         self.tokenizer = tokenizer or Tokenizer()
         self.budgets = budgets or WriteBudgets()
         self.media_limits = MediaLimits(max_input_bytes=settings.max_file_bytes)
-        self.unsaved = UnsavedReplies()
+        self.unsaved = unsaved or UnsavedReplies()
         self.orphans = OrphanSweeper(
             store, lease_name=thread_lease, lease_ttl_s=settings.lease_ttl_s,
             every_s=settings.orphan_sweep_s, unsaved=self.unsaved,

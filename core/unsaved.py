@@ -51,15 +51,18 @@ class UnsavedReplies:
         if final is None:
             return
         try:
+            # The parts first: the row stops being 'streaming' (and so being retried
+            # here) only once everything else is in.
+            for extra in final.platform_ids[1:]:
+                await store.add_platform_id(reply_id, extra)
             await store.update(
                 reply_id, status=final.status, text=final.text,
                 platform_id=final.platform_ids[0] if final.platform_ids else None,
                 tools=final.tools or None,
             )
-            for extra in final.platform_ids[1:]:
-                await store.add_platform_id(reply_id, extra)
         except Exception as exc:
             log.warning("could not yet save reply %s: %s", reply_id, exc)
             return
-        del self._pending[reply_id]
+        if self._pending.get(reply_id) is final:  # not replaced or evicted meanwhile
+            del self._pending[reply_id]
         log.info("saved reply %s, which the database had refused when it ended", reply_id)

@@ -320,3 +320,48 @@ async def test_leases_exclude_each_other_across_processes_sharing_the_file(
 async def _enter_and_leave(store: SQLiteStore, name: str, ttl_s: float = 5) -> None:
     async with store.lease(name, ttl_s):
         pass
+
+
+async def test_a_refused_lease_release_is_retried_but_never_frees_a_later_holders_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await SQLiteStore.open(str(tmp_path / "t.db"))
+    other = await SQLiteStore.open(str(tmp_path / "t.db"))  # another process
+    working = store.release_lease
+    refuse = True
+
+    async def flaky(name: str, token: str) -> bool:
+        if refuse:
+            raise StoreUnavailable("database is busy")
+        return await working(name, token)
+
+    monkeypatch.setattr(store, "release_lease", flaky)
+    try:
+        async with store.lease("thread:a", 5, auto_renew=False):
+            pass  # the release is refused...
+        refuse = False
+        async with asyncio.timeout(2):  # ...and retried: the thread is free long before 5 s
+            async with other.lease("thread:a", 5, auto_renew=False):
+                pass
+
+        refuse = True
+        async with store.lease("thread:b", 0.3, auto_renew=False):
+            pass
+        await asyncio.sleep(0.35)  # expired: another process takes the thread
+        assert await other.try_acquire_lease("thread:b", "theirs", 30)
+        refuse = False
+        await asyncio.sleep(0.6)  # a retry would have run by now
+        assert not await other.try_acquire_lease("thread:b", "third", 30)  # still theirs
+
+        refuse = True  # closing with a retry pending stops it quietly
+        async with store.lease("thread:c", 5, auto_renew=False):
+            pass
+        before = len(asyncio.all_tasks())
+        caplog.clear()
+        await store.close()
+        await asyncio.sleep(0.05)
+        assert len(asyncio.all_tasks()) < before
+        assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
+    finally:
+        await store.close()
+        await other.close()
