@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from core.ports import HistoryStore, Lease, StaleLease
 from core.store.errors import StoreUnavailable
@@ -23,6 +25,32 @@ PROGRESS_SAVE_S = 3.0
 SAVE_ATTEMPTS = 3  # a finished reply is saved again after 0.5 s and 1 s if the store is busy
 # How long a turn cancelled by a shutdown may spend saving what it showed.
 SHUTDOWN_SAVE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class FinalState:
+    """What a finished reply's row says: kept for a later try when the database refuses
+    it (core/unsaved.py)."""
+
+    status: MessageStatus
+    text: str | None = None
+    platform_ids: tuple[str, ...] = ()
+    tools: tuple[ToolExchange, ...] = ()
+
+    async def write(
+        self, store: HistoryStore, reply_id: int, *, lease_token: str | None = None,
+        stored_parts: Collection[str] = (),
+    ) -> None:
+        # The continuation parts first: a row no longer 'streaming' counts as final, so
+        # a refusal in between must leave it 'streaming', to be tried again.
+        for extra in self.platform_ids[1:]:
+            if extra not in stored_parts:
+                await store.add_platform_id(reply_id, extra)
+        await store.update(
+            reply_id, status=self.status, text=self.text,
+            platform_id=self.platform_ids[0] if self.platform_ids else None,
+            tools=self.tools or None, lease_token=lease_token,
+        )
 
 
 class ReplyRecord:
@@ -68,20 +96,15 @@ class ReplyRecord:
         except Exception as exc:  # StaleLease: the thread's new holder finalises it
             log.warning("could not save the interrupted reply %s: %r", self._id, exc)
 
-    async def save(
-        self, text: str, status: MessageStatus, ids: list[str], tools: list[ToolExchange]
-    ) -> None:
+    async def save(self, final: FinalState) -> None:
         """Persist the finished reply; a busy database gets a few more chances.
         Raises StaleLease if the thread was taken over meanwhile."""
         for attempt in range(1, SAVE_ATTEMPTS + 1):
             try:
-                # The parts before the status: a row no longer 'streaming' is final.
-                await self._add_parts(ids)
-                await self._update(
-                    text=text, status=status, platform_id=ids[0] if ids else None,
-                    tools=tuple(tools) if tools else None,
-                )
-                break
+                await final.write(self._store, self._id, lease_token=self._lease.token,
+                                  stored_parts=self._saved_ids)
+                self._saved_ids.update(final.platform_ids[1:])
+                return
             except StoreUnavailable as exc:
                 if attempt == SAVE_ATTEMPTS:
                     raise

@@ -28,7 +28,7 @@ from core.orphans import OrphanSweeper, finalise_orphans, open_turn
 from core.pacing import WriteBudgets
 from core.ports import ChatPort, Lease, StaleLease, Store
 from core.reply_notes import failure_marker, finish_note, note_unsaved, plain_reason
-from core.reply_record import ReplyRecord
+from core.reply_record import FinalState, ReplyRecord
 from core.settings import Settings
 from core.status import StatusIndicator, best_effort
 from core.streaming import ReplyStreamer
@@ -42,7 +42,7 @@ from core.types import (
     ToolExchange,
     Usage,
 )
-from core.unsaved import FinalState, UnsavedReplies
+from core.unsaved import UnsavedReplies
 
 log = logging.getLogger(__name__)
 
@@ -266,9 +266,10 @@ class ConversationService:
             status = "partial" if ids else "failed"
             if not ids:
                 await indicator.clear()  # nothing was posted to replace it
+        final = FinalState(status, model_text, tuple(ids), tuple(tools))
         saved = False
         try:
-            await record.save(model_text, status, ids, tools)
+            await record.save(final)
             saved = True
             await self.store.record_usage(
                 key, inbound.author_id, self.model.model, usage, time.time()
@@ -280,8 +281,7 @@ class ConversationService:
             # than post a second "couldn't answer" reply that contradicts it.
             log.exception("could not save the reply in %s", key)
             if not saved:  # its row is saved later, not taken for a restart's orphan
-                self.unsaved.keep(reply_id, FinalState(status, model_text, tuple(ids),
-                                                       tuple(tools)))
+                self.unsaved.keep(reply_id, final)
             await best_effort(note_unsaved(port, key, streamer, plain_reason(exc)))
             return TurnOutcome("failed", ids, usage, notes)
         if tools:

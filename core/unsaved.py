@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from core.ports import HistoryStore
-from core.types import MessageStatus, ToolExchange
+from core.reply_record import FinalState
 
 log = logging.getLogger(__name__)
 
 REMEMBERED = 10_000  # a long outage must not grow this without bound
-
-
-@dataclass(frozen=True, slots=True)
-class FinalState:
-    """What the reply's row should have said when the turn ended."""
-
-    status: MessageStatus
-    text: str | None = None
-    platform_ids: tuple[str, ...] = ()
-    tools: tuple[ToolExchange, ...] = ()
 
 
 class UnsavedReplies:
@@ -51,15 +40,7 @@ class UnsavedReplies:
         if final is None:
             return
         try:
-            # The parts first: the row stops being 'streaming' (and so being retried
-            # here) only once everything else is in.
-            for extra in final.platform_ids[1:]:
-                await store.add_platform_id(reply_id, extra)
-            await store.update(
-                reply_id, status=final.status, text=final.text,
-                platform_id=final.platform_ids[0] if final.platform_ids else None,
-                tools=final.tools or None,
-            )
+            await final.write(store, reply_id)
         except Exception as exc:
             log.warning("could not yet save reply %s: %s", reply_id, exc)
             return

@@ -13,10 +13,11 @@ import pytest
 
 from bots.compose import Core, open_core
 from core.orphans import INTERRUPTED, finalise_orphans
+from core.reply_record import FinalState
 from core.store import SQLiteStore
 from core.store.errors import StoreUnavailable
 from core.types import Inbound, NewMessage, ThreadKey
-from core.unsaved import FinalState, UnsavedReplies
+from core.unsaved import UnsavedReplies
 from tests.fakes.chat_port import MemoryPort, settings_for
 from tests.fakes.model_server import FakeModelServer
 
